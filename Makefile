@@ -42,5 +42,11 @@ export: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
 
+# the site: nbdev_docs where Quarto is installed; offline, nbdev's processing + smalldocs on the same _quarto.yml
+docs: $(STAMP)
+	$(BIN)/nbdev_export
+	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev_docs; \
+	else $(BIN)/python tools/build_docs.py; fi
+
 clean:
 	rm -rf outputs _docs _proc
