@@ -9,7 +9,7 @@ __all__ = ['IMAGE_EXTS', 'VOC_CLASSES', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_LUT'
            'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012', 'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder',
            'skimage_samples', 'dataset_names', 'get_dataset', 'size_batches', 'collate', 'summarize', 'bench_read']
 
-# %% ../nbs/01_data.ipynb #a98e7277
+# %% ../nbs/01_data.ipynb #c50ecf0d
 import os, difflib, warnings, collections
 from pathlib import Path
 import numpy as np
@@ -19,7 +19,7 @@ import scipy.io
 from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import BadInputError
 
-# %% ../nbs/01_data.ipynb #358edf84
+# %% ../nbs/01_data.ipynb #05a6dd33
 def _repo_dir():
     "The folder holding the `uss_nb` package (the repository in a checkout)."
     import uss_nb; return Path(uss_nb.__file__).resolve().parent.parent
@@ -35,9 +35,8 @@ def data_root() -> Path:
     if os.environ.get('USS_DATA'): return Path(os.environ['USS_DATA']).expanduser()
     return _find_shared(_repo_dir()) or _find_shared(Path.cwd()) or Path('~/.cache/uss_nb/data').expanduser()
 
-# %% ../nbs/01_data.ipynb #6bd314a5
+# %% ../nbs/01_data.ipynb #0014bf91
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-_EXT_FORMAT = {'.jpg': 'JPEG', '.jpeg': 'JPEG', '.png': 'PNG', '.bmp': 'BMP', '.tif': 'TIFF', '.tiff': 'TIFF', '.webp': 'WEBP'}
 
 class InputWarning(UserWarning):
     "An input was usable after a documented change (format mismatch, resizing, rescaling); the message says which."
@@ -55,10 +54,9 @@ def _open(path, what='image'):
         raise BadInputError(path, f'too many pixels to decode safely ({e}); set PIL.Image.MAX_IMAGE_PIXELS = None to read a file you trust') from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadInputError(path, f'not a readable {what} file ({type(e).__name__}: {e})') from None
-    fmt = _EXT_FORMAT.get(path.suffix.lower())
-    real = 'JPEG' if im.format == 'MPO' else im.format
-    if fmt and real and real != fmt:
-        warnings.warn(f'{path}: extension {path.suffix} but the content is {real}; read as {real}', InputWarning, stacklevel=3)
+    fmt, real = (Image.registered_extensions().get(path.suffix.lower()), im.format)
+    if real and fmt != real and {fmt, real} != {'JPEG', 'MPO'}:
+        warnings.warn(f'{path}: extension {path.suffix!r} does not match the content, {real}; read as {real}', InputWarning, stacklevel=3)
     return im
 
 def _load(im, path):
@@ -68,7 +66,7 @@ def _load(im, path):
         raise BadInputError(path, f'truncated or corrupt image data ({type(e).__name__}: {e})') from None
     return im
 
-# %% ../nbs/01_data.ipynb #abb79b49
+# %% ../nbs/01_data.ipynb #29f5f2dd
 def _budget_size(h, w, max_pixels):
     "`(h, w)` shrunk, aspect kept, to at most `max_pixels` pixels (unchanged when it already fits)."
     if not max_pixels or h * w <= max_pixels: return h, w
@@ -85,7 +83,7 @@ def image_size(path, exif=True):
     im = _open(path); w, h = im.size
     return (w, h) if exif and _exif_swaps(im) else (h, w)
 
-# %% ../nbs/01_data.ipynb #c30dcbec
+# %% ../nbs/01_data.ipynb #e8bf686e
 def _rescale(a, path, kind):
     "Min-max scale float array `a` to [0,1], with a warning."
     lo, hi = float(a.min()), float(a.max())
@@ -116,7 +114,7 @@ def _as_rgb(im, path, background=(1., 1., 1.)):
         a = rgb if background is None else rgb * alpha + np.asarray(background, np.float32) * (1 - alpha)
     return np.ascontiguousarray(a)
 
-# %% ../nbs/01_data.ipynb #88138d87
+# %% ../nbs/01_data.ipynb #9013cdca
 def _read_image(path, min_size=16, max_pixels=4096*4096, background=(1., 1., 1.), exif=True):
     "`(image, (H0, W0))`: the image tensor and its size before any shrinking."
     path = Path(path); im = _open(path)
@@ -140,7 +138,7 @@ def read_image(path, min_size:int=16, max_pixels:int=4096*4096, background=(1., 
     "Read `path` as a float tensor `(3,H,W)` in [0,1]; bad input raises `BadInputError` naming the file."
     return _read_image(path, min_size, max_pixels, background, exif)[0]
 
-# %% ../nbs/01_data.ipynb #966a9046
+# %% ../nbs/01_data.ipynb #5dc2c12c
 _LABEL_MODES = ('L', 'P', '1', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
 def _check_ids(a, n_classes, path):
@@ -175,7 +173,7 @@ def read_label(path, n_classes:int, size=None, lut=None) -> torch.Tensor:
         raise BadInputError(path, f'a label map must be single-channel integer ({", ".join(_LABEL_MODES[:5])}), got mode {im.mode}; colour-coded labels need converting to ids first')
     return _check_label(np.asarray(im), n_classes, path, size, lut)
 
-# %% ../nbs/01_data.ipynb #14f38c33
+# %% ../nbs/01_data.ipynb #2c2d6f9d
 def _is_label(x): return not torch.is_floating_point(x)
 
 def resize_to(x, size):
@@ -197,7 +195,7 @@ def resize_short(x, size:int):
     "Resize image or label `x` so that its shorter side is `size`, keeping the aspect ratio."
     return resize_to(x, _short_size(*x.shape[-2:], size))
 
-# %% ../nbs/01_data.ipynb #f1270284
+# %% ../nbs/01_data.ipynb #f39d178f
 def _nearest_multiple(n, p): return max(p, int(n / p + 0.5) * p)
 
 def resize_to_multiple(x, patch:int, mode:str='crop'):
@@ -213,7 +211,7 @@ def resize_to_multiple(x, patch:int, mode:str='crop'):
     t, l = (h - H) // 2, (w - W) // 2
     return x[..., t:t + H, l:l + W]
 
-# %% ../nbs/01_data.ipynb #5d51bdf5
+# %% ../nbs/01_data.ipynb #811c40e7
 class WorkingRes:
     "Transform `(image, label)`: shorter side to `size` (if given), then H, W to multiples of `patch` (if given) by `mode`."
     def __init__(self, size:int=None, patch:int=None, mode:str='crop'): self.size, self.patch, self.mode = size, patch, mode
@@ -233,7 +231,7 @@ class WorkingRes:
         return h // p * p, w // p * p
     def __repr__(self): return f'WorkingRes(size={self.size}, patch={self.patch}, mode={self.mode!r})'
 
-# %% ../nbs/01_data.ipynb #225d6400
+# %% ../nbs/01_data.ipynb #127126ff
 def _check_names(names, what):
     "Raise `BadInputError` when `names` has duplicates (caches are keyed by name)."
     dup = [n for n, c in collections.Counter(names).items() if c > 1]
@@ -284,7 +282,7 @@ class SegDataset(torch.utils.data.Dataset):
         out = [self.raw_size(i) for i in range(len(self))]
         return [self.tfm.out_size(*s) for s in out] if self.tfm is not None else out
 
-# %% ../nbs/01_data.ipynb #a4bc23f4
+# %% ../nbs/01_data.ipynb #0c20b05a
 def _need_dir(path, what):
     "`path` as a Path, or `BadInputError` when it is not a folder."
     path = Path(path)
@@ -322,7 +320,7 @@ def MSRCv2(split='train', root=None, **kw):
     "MSRC-v2 with Malisiewicz & Efros's cleaned labels (23 classes) from `data_root()/msrc_v2`; splits train, test."
     return SplitFolder(root or data_root()/'msrc_v2', split, **kw)
 
-# %% ../nbs/01_data.ipynb #5db385b5
+# %% ../nbs/01_data.ipynb #cf723102
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor']
 
@@ -343,7 +341,7 @@ class VOC2012(SegDataset):
         _need_files(imgs, 'images'); _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, ids, VOC_CLASSES, tfm, f'voc2012/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #06769113
+# %% ../nbs/01_data.ipynb #e29e03f5
 COCOSTUFF27_CLASSES = ['electronic', 'appliance', 'food-things', 'furniture-things', 'indoor', 'kitchen', 'accessory',
     'animal', 'outdoor', 'person', 'sports', 'vehicle', 'ceiling', 'floor', 'food-stuff', 'furniture-stuff', 'rawmaterial',
     'textile', 'wall', 'window', 'building', 'ground', 'plant', 'sky', 'solid', 'structural', 'water']
@@ -389,7 +387,7 @@ class CocoStuff27(SegDataset):
         _need_files(imgs, 'images'); _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, ids, COCOSTUFF27_CLASSES, tfm, f'cocostuff27/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #626a2c3d
+# %% ../nbs/01_data.ipynb #7f95df95
 CITYSCAPES27_CLASSES = ['road', 'sidewalk', 'parking', 'rail track', 'building', 'wall', 'fence', 'guard rail', 'bridge',
     'tunnel', 'pole', 'polegroup', 'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider',
     'car', 'truck', 'bus', 'caravan', 'trailer', 'train', 'motorcycle', 'bicycle']
@@ -408,7 +406,7 @@ class Cityscapes27(SegDataset):
         _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, None, CITYSCAPES27_CLASSES, tfm, f'cityscapes27/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #a2eec3f4
+# %% ../nbs/01_data.ipynb #d5345c16
 POTSDAM3_CLASSES = ['roads and cars', 'buildings and clutter', 'trees and vegetation']
 POTSDAM3_LUT = np.full(256, -1, np.int64)
 POTSDAM3_LUT[[0, 4, 1, 5, 2, 3, 255]] = [0, 0, 1, 1, 2, 2, 255]
@@ -458,7 +456,7 @@ class Potsdam3(SegDataset):
         return None if p is None else _check_label(_read_mat(p, 'gt'), self.n_classes, p, size, self.lut)
     def raw_size(self, i): return _budget_size(*self.load_image(i)[0].shape[-2:], self.max_pixels)
 
-# %% ../nbs/01_data.ipynb #4fbc581d
+# %% ../nbs/01_data.ipynb #8dcf1a1c
 class ImageFolder(SegDataset):
     "Unlabelled images (jpg, jpeg, png, bmp, tif, tiff, webp) in `path`, sorted; `recursive` includes sub-folders."
     exif = True
@@ -469,7 +467,7 @@ class ImageFolder(SegDataset):
         names = [p.relative_to(path).with_suffix('').as_posix() for p in imgs]
         super().__init__(imgs, None, names, (), tfm, str(path), **kw)
 
-# %% ../nbs/01_data.ipynb #79a9590a
+# %% ../nbs/01_data.ipynb #d9b18572
 SKIMAGE_SAMPLES = {'astronaut': 'astronaut.png', 'camera': 'camera.png', 'chelsea': 'chelsea.png', 'coffee': 'coffee.png',
     'coins': 'coins.png', 'hubble_deep_field': 'hubble_deep_field.jpg', 'immunohistochemistry': 'ihc.png', 'moon': 'moon.png',
     'motorcycle': 'motorcycle_left.png', 'retina': 'retina.jpg', 'rocket': 'rocket.jpg'}
@@ -480,7 +478,7 @@ def skimage_samples(tfm=None, **kw) -> SegDataset:
     d = Path(skimage.data.data_dir)
     return SegDataset([d/f for f in SKIMAGE_SAMPLES.values()], None, list(SKIMAGE_SAMPLES), (), tfm, 'skimage samples', **kw)
 
-# %% ../nbs/01_data.ipynb #665f283c
+# %% ../nbs/01_data.ipynb #fd6cd3b4
 _DATASETS = {'camvid': (CamVid, ('train', 'val', 'test')), 'msrc_v2': (MSRCv2, ('train', 'test')),
              'voc2012': (VOC2012, ('train', 'val', 'trainval')), 'cocostuff27': (CocoStuff27, ('train', 'val')),
              'cityscapes27': (Cityscapes27, ('train', 'val', 'test')), 'potsdam3': (Potsdam3, tuple(_POTSDAM_SPLITS))}
@@ -499,7 +497,7 @@ def get_dataset(name:str, root=None, **kw) -> SegDataset:
     close = difflib.get_close_matches(name, dataset_names(), n=3)
     raise BadInputError(name, f'unknown dataset{" (did you mean " + " or ".join(close) + "?)" if close else ""}; valid names: {", ".join(dataset_names())}, or a folder of images')
 
-# %% ../nbs/01_data.ipynb #fc24d522
+# %% ../nbs/01_data.ipynb #82702c8a
 def size_batches(sizes, batch_size:int) -> list:
     "Lists of indices of equal `sizes`, at most `batch_size` each (deterministic)."
     groups = {}
@@ -515,7 +513,7 @@ def collate(items):
     if any(l is None for l in lbls): raise BadInputError('batch', 'mixes labelled and unlabelled items')
     return torch.stack(imgs), torch.stack(lbls), list(names)
 
-# %% ../nbs/01_data.ipynb #6146006d
+# %% ../nbs/01_data.ipynb #783d3161
 def summarize(ds, pixels:bool=False) -> dict:
     "Counts, classes and image sizes of `ds`; with `pixels`, also class and ignore pixel fractions from every label."
     sizes = [ds.raw_size(i) for i in range(len(ds))]
@@ -532,7 +530,7 @@ def summarize(ds, pixels:bool=False) -> dict:
         out['ignore_fraction'] = counts[255].item() / tot
     return out
 
-# %% ../nbs/01_data.ipynb #891bc56a
+# %% ../nbs/01_data.ipynb #7d5bf548
 def bench_read(n:int=50, repeats:int=3) -> dict:
     "Time `read_image` against torchvision's decoder (`ref`) on `n` CamVid val images; best of `repeats`."
     import time, torchvision.io
