@@ -39,8 +39,8 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
 export: $(STAMP)
-	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(BIN)/nbdev_export
 
 # the site: nbdev_docs where Quarto is installed; offline, nbdev's processing + smalldocs on the same _quarto.yml
 docs: $(STAMP)

@@ -3,7 +3,7 @@
 Usage: python tools/py2nb.py SRC.py [DEST.ipynb]   (DEST defaults to SRC with .ipynb)
 Contributors may draft a notebook as a script with this; the .ipynb in nbs/ is the source of truth.
 """
-import json, re, sys
+import hashlib, json, re, sys
 from pathlib import Path
 
 def cells_of(text):
@@ -20,11 +20,12 @@ def cells_of(text):
 
 def to_nb(cells):
     "A notebook dict from (kind, source) pairs."
-    def cell(kind, src):
-        c = dict(cell_type=kind, metadata={}, source=src.splitlines(keepends=True))
+    def cell(i, kind, src):
+        cid = hashlib.sha1(f'{i}:{src}'.encode()).hexdigest()[:8]  # stable ids keep nbdev_export deterministic
+        c = dict(cell_type=kind, id=cid, metadata={}, source=src.splitlines(keepends=True))
         if kind == 'code': c.update(execution_count=None, outputs=[])
         return c
-    return dict(cells=[cell(k, s) for k, s in cells], metadata=dict(
+    return dict(cells=[cell(i, k, s) for i, (k, s) in enumerate(cells)], metadata=dict(
         kernelspec=dict(display_name='python3', language='python', name='python3')), nbformat=4, nbformat_minor=5)
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ __all__ = ['SIZE_POLICIES', 'VGG19_LAYERS', 'VGG_MEAN_BGR', 'VIT_FEATURES', 'VIT
            'check_images', 'Backbone', 'vgg19_weights_path', 'load_vgg19_weights', 'vgg19_stride', 'VGG19', 'ViT',
            'tiny_vit', 'load_vit_checkpoint', 'vit_backbone', 'list_backbones', 'get_backbone']
 
-# %% ../nbs/02_backbones.ipynb #4334804f
+# %% ../nbs/02_backbones.ipynb #7a9a6858
 import os, re, difflib, warnings, dataclasses
 from collections import OrderedDict
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import BadInputError, get_device, seed_everything
 
-# %% ../nbs/02_backbones.ipynb #ac004628
+# %% ../nbs/02_backbones.ipynb #67adaadb
 @dataclasses.dataclass
 class DenseOut:
     "What a backbone returns: dense `feats` (B,C,h,w), `cls` (B,C) or None, last-block CLS `attn` (B,heads,h,w) or None."
@@ -25,7 +25,7 @@ class DenseOut:
     cls: Optional[torch.Tensor] = None
     attn: Optional[torch.Tensor] = None
 
-# %% ../nbs/02_backbones.ipynb #5f492713
+# %% ../nbs/02_backbones.ipynb #159ac6ee
 SIZE_POLICIES = ('crop', 'pad', 'error')
 
 def fit_to_stride(x, stride:int, policy:str='crop'):
@@ -38,7 +38,7 @@ def fit_to_stride(x, stride:int, policy:str='crop'):
     if policy == 'crop': return x[..., :H - H % stride, :W - W % stride]
     return F.pad(x, (0, -W % stride, 0, -H % stride), mode='replicate')
 
-# %% ../nbs/02_backbones.ipynb #e83e17bf
+# %% ../nbs/02_backbones.ipynb #4965b2fa
 def check_images(x, what='images'):
     "Raise `BadInputError` unless `x` is a floating (B,3,H,W) tensor with values in [0,1]."
     if not isinstance(x, torch.Tensor): raise BadInputError(what, f'expected a torch.Tensor, got {type(x).__name__}')
@@ -67,7 +67,7 @@ class Backbone(nn.Module):
         return self.dense(self.normalize(x.to(self.device)))
     def extra_repr(self): return f'name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, size_policy={self.size_policy!r}'
 
-# %% ../nbs/02_backbones.ipynb #e098b162
+# %% ../nbs/02_backbones.ipynb #17b481b0
 VGG19_LAYERS = tuple(l for b, n in zip(range(1, 6), (2, 2, 4, 4, 4))
                      for l in [*(f'block{b}_{k}{i}' for i in range(1, n + 1) for k in ('conv', 'relu')), f'block{b}_pool'])
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -90,7 +90,7 @@ def load_vgg19_weights(path=None) -> dict:
         sd[f'{l}.bias'] = q[f'{l}_b']
     return sd
 
-# %% ../nbs/02_backbones.ipynb #d8aa5e92
+# %% ../nbs/02_backbones.ipynb #b8dc7963
 def vgg19_stride(layer:str) -> int:
     "Stride of a VGG19 layer: 2**(N-1) inside block N, 2**N for `blockN_pool`."
     if layer not in VGG19_LAYERS: raise BadInputError('layer', f'{layer!r} is not a VGG19 layer; valid: {", ".join(VGG19_LAYERS)}')
@@ -120,7 +120,7 @@ class VGG19(Backbone):
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def dense(self, x): return DenseOut(self.body(x))
 
-# %% ../nbs/02_backbones.ipynb #d08619c5
+# %% ../nbs/02_backbones.ipynb #d678a7b7
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
 
 class ViT(Backbone):
@@ -148,7 +148,7 @@ class ViT(Backbone):
         a = ((qn @ kn.transpose(-1, -2)) * attn_mod.scale).float().softmax(-1)                            # (B,heads,1,hw)
         return DenseOut(feats, tokens[:, 0], a.reshape(B, -1, h, w).to(feats.dtype))
 
-# %% ../nbs/02_backbones.ipynb #2db02f4a
+# %% ../nbs/02_backbones.ipynb #c63a9979
 def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:int=8, dim:int=32, depth:int=2, heads:int=2):
     "A tiny, seeded, randomly initialised timm ViT backbone for tests."
     from timm.models.vision_transformer import VisionTransformer
@@ -157,7 +157,7 @@ def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:
                           num_classes=0, dynamic_img_size=True)
     return ViT(m, 'tiny_vit', feature, size_policy)
 
-# %% ../nbs/02_backbones.ipynb #6642c1bd
+# %% ../nbs/02_backbones.ipynb #7d3aa931
 VIT_ARCHS = {  # our name: (timm architecture, timm pretrained tag, official checkpoint file name)
     'dino_vits16': ('vit_small_patch16_224', 'dino', 'dino_deitsmall16_pretrain.pth'),
     'dino_vits8': ('vit_small_patch8_224', 'dino', 'dino_deitsmall8_pretrain.pth'),
@@ -197,7 +197,7 @@ def load_vit_checkpoint(model, path):
         raise BadInputError(path, f'does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}')
     return model
 
-# %% ../nbs/02_backbones.ipynb #6485da36
+# %% ../nbs/02_backbones.ipynb #00d5509b
 def _cached_weights(arch, tag, official):
     "Path of locally cached weights for timm's `arch.tag` (HF cache) or the official file (torch hub cache), else None."
     from huggingface_hub import try_to_load_from_cache
@@ -226,7 +226,7 @@ def vit_backbone(name:str, checkpoint=None, feature:str='keys', size_policy:str=
     if checkpoint is not None: load_vit_checkpoint(model, checkpoint)
     return ViT(model, name, feature, size_policy)
 
-# %% ../nbs/02_backbones.ipynb #e8605943
+# %% ../nbs/02_backbones.ipynb #d2ae5b57
 def _vgg19(checkpoint=None, feature=None, size_policy='crop', **kw): return VGG19(feature or 'block5_conv4', checkpoint, size_policy)
 def _tiny(checkpoint=None, feature=None, size_policy='crop', **kw):
     bb = tiny_vit(feature or 'keys', size_policy=size_policy)
