@@ -356,7 +356,7 @@ def MSRCv2(split='train', root=None, **kw):
     "MSRC-v2 with Malisiewicz & Efros's cleaned labels (23 classes) from `data_root()/msrc_v2`; splits train, test."
     return SplitFolder(root or data_root()/'msrc_v2', split, **kw)
 
-# %% ../nbs/01_data.ipynb #15a543e6
+# %% ../nbs/01_data.ipynb #b951129c
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor']
 
@@ -369,8 +369,8 @@ def _read_list(path):
 class VOC2012(SegDataset):
     "PASCAL VOC 2012 segmentation (21 classes, 255 = ignore) in its standard layout; splits train, val, trainval."
     def __init__(self, split='train', root=None, tfm=None, **kw):
-        root = Path(root or data_root()/'voc2012')
-        cands = [root, root/'VOC2012', root/'VOCdevkit'/'VOC2012']
+        bases = [Path(root)] if root else [data_root()/'voc2012', data_root()]
+        cands = [c for b in bases for c in (b, b/'VOC2012', b/'VOCdevkit'/'VOC2012')]
         root = next((c for c in cands if (c/'JPEGImages').is_dir()), None) or _need_dir(cands[-1]/'JPEGImages', 'VOC2012/JPEGImages').parent
         ids = _read_list(root/'ImageSets'/'Segmentation'/f'{split}.txt')
         imgs, lbls = [root/'JPEGImages'/f'{i}.jpg' for i in ids], [root/'SegmentationClass'/f'{i}.png' for i in ids]
