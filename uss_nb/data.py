@@ -9,17 +9,17 @@ __all__ = ['IMAGE_EXTS', 'VOC_CLASSES', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_LUT'
            'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012', 'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder',
            'skimage_samples', 'dataset_names', 'get_dataset', 'size_batches', 'collate', 'summarize', 'bench_read']
 
-# %% ../nbs/01_data.ipynb #c50ecf0d
-import os, difflib, warnings, collections
+# %% ../nbs/01_data.ipynb #e5fce81a
+import os, difflib, warnings, collections, threading
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 import scipy.io
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from .core import BadInputError
 
-# %% ../nbs/01_data.ipynb #05a6dd33
+# %% ../nbs/01_data.ipynb #c258182e
 def _repo_dir():
     "The folder holding the `uss_nb` package (the repository in a checkout)."
     import uss_nb; return Path(uss_nb.__file__).resolve().parent.parent
@@ -35,11 +35,28 @@ def data_root() -> Path:
     if os.environ.get('USS_DATA'): return Path(os.environ['USS_DATA']).expanduser()
     return _find_shared(_repo_dir()) or _find_shared(Path.cwd()) or Path('~/.cache/uss_nb/data').expanduser()
 
-# %% ../nbs/01_data.ipynb #0014bf91
+# %% ../nbs/01_data.ipynb #8989efa9
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 class InputWarning(UserWarning):
     "An input was usable after a documented change (format mismatch, resizing, rescaling); the message says which."
+
+_BOMB_LOCK = threading.Lock()
+
+def _bomb_limit():
+    "Pillow's decompression-bomb limit in pixels (None when switched off)."
+    return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+
+def _too_big(path, wh):
+    return BadInputError(path, f'{wh[0]}x{wh[1]} pixels to decode is above the decompression-bomb limit of {_bomb_limit()} pixels '
+                               '(2 * PIL.Image.MAX_IMAGE_PIXELS); set PIL.Image.MAX_IMAGE_PIXELS = None to read a file you trust')
+
+def _open_unchecked(path):
+    "`Image.open` (header only) without Pillow's size check; the caller checks the size it decodes."
+    with _BOMB_LOCK:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try: return Image.open(path)
+        finally: Image.MAX_IMAGE_PIXELS = old
 
 def _open(path, what='image'):
     "Open `path` lazily with Pillow; a missing, empty, unidentifiable or too large file raises `BadInputError`."
@@ -50,8 +67,9 @@ def _open(path, what='image'):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
             im = Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise BadInputError(path, f'too many pixels to decode safely ({e}); set PIL.Image.MAX_IMAGE_PIXELS = None to read a file you trust') from None
+    except Image.DecompressionBombError:
+        im = _open_unchecked(path)       # a JPEG can still be decoded at reduced scale; anything else is refused
+        if im.format != 'JPEG': raise _too_big(path, im.size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadInputError(path, f'not a readable {what} file ({type(e).__name__}: {e})') from None
     fmt, real = (Image.registered_extensions().get(path.suffix.lower()), im.format)
@@ -66,24 +84,27 @@ def _load(im, path):
         raise BadInputError(path, f'truncated or corrupt image data ({type(e).__name__}: {e})') from None
     return im
 
-# %% ../nbs/01_data.ipynb #29f5f2dd
+# %% ../nbs/01_data.ipynb #08cb2908
 def _budget_size(h, w, max_pixels):
     "`(h, w)` shrunk, aspect kept, to at most `max_pixels` pixels (unchanged when it already fits)."
     if not max_pixels or h * w <= max_pixels: return h, w
     s = (max_pixels / (h * w)) ** 0.5
     return max(1, int(h * s)), max(1, int(w * s))
 
-def _exif_swaps(im):
-    "True when the EXIF orientation of `im` is a quarter turn (stored width and height swap on display)."
-    try: return im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except Exception: return False
+_T = Image.Transpose   # EXIF orientation -> the transpose that displays the image upright
+_ORIENT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+
+def _orientation(im):
+    "The EXIF orientation of `im` (1 = as stored; 5..8 swap width and height)."
+    try: return int(im.getexif().get(0x0112, 1))
+    except Exception: return 1
 
 def image_size(path, exif=True):
     "`(H, W)` of the image at `path` as `read_image` sees it before any resizing, read from the header only."
-    im = _open(path); w, h = im.size
-    return (w, h) if exif and _exif_swaps(im) else (h, w)
+    with _open(path) as im: w, h = im.size; o = _orientation(im)
+    return (w, h) if exif and o >= 5 else (h, w)
 
-# %% ../nbs/01_data.ipynb #e8bf686e
+# %% ../nbs/01_data.ipynb #59436131
 def _rescale(a, path, kind):
     "Min-max scale float array `a` to [0,1], with a warning."
     lo, hi = float(a.min()), float(a.max())
@@ -114,31 +135,46 @@ def _as_rgb(im, path, background=(1., 1., 1.)):
         a = rgb if background is None else rgb * alpha + np.asarray(background, np.float32) * (1 - alpha)
     return np.ascontiguousarray(a)
 
-# %% ../nbs/01_data.ipynb #9013cdca
-def _read_image(path, min_size=16, max_pixels=4096*4096, background=(1., 1., 1.), exif=True):
-    "`(image, (H0, W0))`: the image tensor and its size before any shrinking."
-    path = Path(path); im = _open(path)
-    swap = exif and _exif_swaps(im)
+# %% ../nbs/01_data.ipynb #46eb30a4
+def _plan(im, path, min_size, max_pixels):
+    "Check the header of `im` and draft a JPEG for the pixel budget; returns `(orientation, (h0, w0), (th, tw))`."
     w0, h0 = im.size
     if min(h0, w0) < min_size: raise BadInputError(path, f'image is {w0}x{h0} (WxH), smaller than min_size={min_size} pixels')
     th, tw = _budget_size(h0, w0, max_pixels)
     if (th, tw) != (h0, w0):
-        warnings.warn(f'{path}: {w0}x{h0} pixels is above max_pixels={max_pixels}; shrunk to {tw}x{th}', InputWarning, stacklevel=2)
-        if im.format == 'JPEG': im.draft(im.mode, (tw, th))
-    im = _load(im, path)
-    if (th, tw) != im.size[::-1] and not (im.mode.startswith('I') or im.mode == 'F'):
+        warnings.warn(f'{path}: {w0}x{h0} pixels is above max_pixels={max_pixels}; shrunk to {tw}x{th}', InputWarning, stacklevel=4)
+        if im.format == 'JPEG': im.draft(im.mode, (tw, th))        # decode at 1/2, 1/4 or 1/8 scale
+    if _bomb_limit() and im.size[0] * im.size[1] > _bomb_limit(): raise _too_big(path, im.size)
+    return _orientation(im), (h0, w0), (th, tw)
+
+def _decode(path, min_size, max_pixels):
+    "Open, check and decode `path`; 8-bit images come back shrunk to the budget. Returns `(im, orientation, (h0, w0), (th, tw))`."
+    im = _open(path)
+    try: o, (h0, w0), (th, tw) = _plan(im, path, min_size, max_pixels); im = _load(im, path)
+    except BaseException: im.close(); raise
+    if im.size != (tw, th) and not (im.mode.startswith('I') or im.mode == 'F'):
         if im.mode in ('P', '1'): im = im.convert('RGBA' if 'transparency' in im.info else ('L' if im.mode == '1' else 'RGB'))
         im = im.resize((tw, th), Image.Resampling.BILINEAR)
-    if exif: im = ImageOps.exif_transpose(im)
+    return im, o, (h0, w0), (th, tw)
+
+def _read_image(path, min_size=16, max_pixels=4096*4096, background=(1., 1., 1.), exif=True):
+    "`(image, (H0, W0))`: the image tensor and its size before any shrinking."
+    path = Path(path)
+    if background is not None and not (len(background) == 3 and all(0 <= v <= 1 for v in background)):
+        raise BadInputError('background', f'must be None or 3 values in [0,1], got {background}')
+    im, o, (h0, w0), (th, tw) = _decode(path, min_size, max_pixels)
+    if not exif: o = 1
+    if o in _ORIENT: im = im.transpose(_ORIENT[o])
+    if o >= 5: h0, w0, th, tw = w0, h0, tw, th
     x = torch.from_numpy(_as_rgb(im, path, background)).permute(2, 0, 1)
-    if x.shape[-2:] != ((tw, th) if swap else (th, tw)): x = resize_to(x, (tw, th) if swap else (th, tw))
-    return x.contiguous(), ((w0, h0) if swap else (h0, w0))
+    if x.shape[-2:] != (th, tw): x = resize_to(x, (th, tw))      # 16-bit and float images shrink here
+    return x.contiguous(), (h0, w0)
 
 def read_image(path, min_size:int=16, max_pixels:int=4096*4096, background=(1., 1., 1.), exif:bool=True) -> torch.Tensor:
     "Read `path` as a float tensor `(3,H,W)` in [0,1]; bad input raises `BadInputError` naming the file."
     return _read_image(path, min_size, max_pixels, background, exif)[0]
 
-# %% ../nbs/01_data.ipynb #5dc2c12c
+# %% ../nbs/01_data.ipynb #07891954
 _LABEL_MODES = ('L', 'P', '1', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N')
 
 def _check_ids(a, n_classes, path):
@@ -173,7 +209,7 @@ def read_label(path, n_classes:int, size=None, lut=None) -> torch.Tensor:
         raise BadInputError(path, f'a label map must be single-channel integer ({", ".join(_LABEL_MODES[:5])}), got mode {im.mode}; colour-coded labels need converting to ids first')
     return _check_label(np.asarray(im), n_classes, path, size, lut)
 
-# %% ../nbs/01_data.ipynb #2c2d6f9d
+# %% ../nbs/01_data.ipynb #0917701f
 def _is_label(x): return not torch.is_floating_point(x)
 
 def resize_to(x, size):
@@ -195,7 +231,7 @@ def resize_short(x, size:int):
     "Resize image or label `x` so that its shorter side is `size`, keeping the aspect ratio."
     return resize_to(x, _short_size(*x.shape[-2:], size))
 
-# %% ../nbs/01_data.ipynb #f39d178f
+# %% ../nbs/01_data.ipynb #d2245a96
 def _nearest_multiple(n, p): return max(p, int(n / p + 0.5) * p)
 
 def resize_to_multiple(x, patch:int, mode:str='crop'):
@@ -211,7 +247,7 @@ def resize_to_multiple(x, patch:int, mode:str='crop'):
     t, l = (h - H) // 2, (w - W) // 2
     return x[..., t:t + H, l:l + W]
 
-# %% ../nbs/01_data.ipynb #811c40e7
+# %% ../nbs/01_data.ipynb #3cec2ac8
 class WorkingRes:
     "Transform `(image, label)`: shorter side to `size` (if given), then H, W to multiples of `patch` (if given) by `mode`."
     def __init__(self, size:int=None, patch:int=None, mode:str='crop'): self.size, self.patch, self.mode = size, patch, mode
@@ -231,7 +267,7 @@ class WorkingRes:
         return h // p * p, w // p * p
     def __repr__(self): return f'WorkingRes(size={self.size}, patch={self.patch}, mode={self.mode!r})'
 
-# %% ../nbs/01_data.ipynb #127126ff
+# %% ../nbs/01_data.ipynb #f3732c7c
 def _check_names(names, what):
     "Raise `BadInputError` when `names` has duplicates (caches are keyed by name)."
     dup = [n for n, c in collections.Counter(names).items() if c > 1]
@@ -282,7 +318,7 @@ class SegDataset(torch.utils.data.Dataset):
         out = [self.raw_size(i) for i in range(len(self))]
         return [self.tfm.out_size(*s) for s in out] if self.tfm is not None else out
 
-# %% ../nbs/01_data.ipynb #0c20b05a
+# %% ../nbs/01_data.ipynb #16bf6cfd
 def _need_dir(path, what):
     "`path` as a Path, or `BadInputError` when it is not a folder."
     path = Path(path)
@@ -320,7 +356,7 @@ def MSRCv2(split='train', root=None, **kw):
     "MSRC-v2 with Malisiewicz & Efros's cleaned labels (23 classes) from `data_root()/msrc_v2`; splits train, test."
     return SplitFolder(root or data_root()/'msrc_v2', split, **kw)
 
-# %% ../nbs/01_data.ipynb #cf723102
+# %% ../nbs/01_data.ipynb #b951129c
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor']
 
@@ -333,15 +369,15 @@ def _read_list(path):
 class VOC2012(SegDataset):
     "PASCAL VOC 2012 segmentation (21 classes, 255 = ignore) in its standard layout; splits train, val, trainval."
     def __init__(self, split='train', root=None, tfm=None, **kw):
-        root = Path(root or data_root()/'voc2012')
-        cands = [root, root/'VOC2012', root/'VOCdevkit'/'VOC2012']
+        bases = [Path(root)] if root else [data_root()/'voc2012', data_root()]
+        cands = [c for b in bases for c in (b, b/'VOC2012', b/'VOCdevkit'/'VOC2012')]
         root = next((c for c in cands if (c/'JPEGImages').is_dir()), None) or _need_dir(cands[-1]/'JPEGImages', 'VOC2012/JPEGImages').parent
         ids = _read_list(root/'ImageSets'/'Segmentation'/f'{split}.txt')
         imgs, lbls = [root/'JPEGImages'/f'{i}.jpg' for i in ids], [root/'SegmentationClass'/f'{i}.png' for i in ids]
         _need_files(imgs, 'images'); _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, ids, VOC_CLASSES, tfm, f'voc2012/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #e29e03f5
+# %% ../nbs/01_data.ipynb #e4105a8c
 COCOSTUFF27_CLASSES = ['electronic', 'appliance', 'food-things', 'furniture-things', 'indoor', 'kitchen', 'accessory',
     'animal', 'outdoor', 'person', 'sports', 'vehicle', 'ceiling', 'floor', 'food-stuff', 'furniture-stuff', 'rawmaterial',
     'textile', 'wall', 'window', 'building', 'ground', 'plant', 'sky', 'solid', 'structural', 'water']
@@ -387,7 +423,7 @@ class CocoStuff27(SegDataset):
         _need_files(imgs, 'images'); _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, ids, COCOSTUFF27_CLASSES, tfm, f'cocostuff27/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #7f95df95
+# %% ../nbs/01_data.ipynb #bc9bd9d4
 CITYSCAPES27_CLASSES = ['road', 'sidewalk', 'parking', 'rail track', 'building', 'wall', 'fence', 'guard rail', 'bridge',
     'tunnel', 'pole', 'polegroup', 'traffic light', 'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'rider',
     'car', 'truck', 'bus', 'caravan', 'trailer', 'train', 'motorcycle', 'bicycle']
@@ -406,7 +442,7 @@ class Cityscapes27(SegDataset):
         _need_files(lbls, 'labels')
         super().__init__(imgs, lbls, None, CITYSCAPES27_CLASSES, tfm, f'cityscapes27/{split}', **kw)
 
-# %% ../nbs/01_data.ipynb #d5345c16
+# %% ../nbs/01_data.ipynb #7fd7a9da
 POTSDAM3_CLASSES = ['roads and cars', 'buildings and clutter', 'trees and vegetation']
 POTSDAM3_LUT = np.full(256, -1, np.int64)
 POTSDAM3_LUT[[0, 4, 1, 5, 2, 3, 255]] = [0, 0, 1, 1, 2, 2, 255]
@@ -456,7 +492,7 @@ class Potsdam3(SegDataset):
         return None if p is None else _check_label(_read_mat(p, 'gt'), self.n_classes, p, size, self.lut)
     def raw_size(self, i): return _budget_size(*self.load_image(i)[0].shape[-2:], self.max_pixels)
 
-# %% ../nbs/01_data.ipynb #8dcf1a1c
+# %% ../nbs/01_data.ipynb #bbc84e54
 class ImageFolder(SegDataset):
     "Unlabelled images (jpg, jpeg, png, bmp, tif, tiff, webp) in `path`, sorted; `recursive` includes sub-folders."
     exif = True
@@ -467,7 +503,7 @@ class ImageFolder(SegDataset):
         names = [p.relative_to(path).with_suffix('').as_posix() for p in imgs]
         super().__init__(imgs, None, names, (), tfm, str(path), **kw)
 
-# %% ../nbs/01_data.ipynb #d9b18572
+# %% ../nbs/01_data.ipynb #f89eabb0
 SKIMAGE_SAMPLES = {'astronaut': 'astronaut.png', 'camera': 'camera.png', 'chelsea': 'chelsea.png', 'coffee': 'coffee.png',
     'coins': 'coins.png', 'hubble_deep_field': 'hubble_deep_field.jpg', 'immunohistochemistry': 'ihc.png', 'moon': 'moon.png',
     'motorcycle': 'motorcycle_left.png', 'retina': 'retina.jpg', 'rocket': 'rocket.jpg'}
@@ -478,7 +514,7 @@ def skimage_samples(tfm=None, **kw) -> SegDataset:
     d = Path(skimage.data.data_dir)
     return SegDataset([d/f for f in SKIMAGE_SAMPLES.values()], None, list(SKIMAGE_SAMPLES), (), tfm, 'skimage samples', **kw)
 
-# %% ../nbs/01_data.ipynb #fd6cd3b4
+# %% ../nbs/01_data.ipynb #3eeafd7f
 _DATASETS = {'camvid': (CamVid, ('train', 'val', 'test')), 'msrc_v2': (MSRCv2, ('train', 'test')),
              'voc2012': (VOC2012, ('train', 'val', 'trainval')), 'cocostuff27': (CocoStuff27, ('train', 'val')),
              'cityscapes27': (Cityscapes27, ('train', 'val', 'test')), 'potsdam3': (Potsdam3, tuple(_POTSDAM_SPLITS))}
@@ -497,7 +533,7 @@ def get_dataset(name:str, root=None, **kw) -> SegDataset:
     close = difflib.get_close_matches(name, dataset_names(), n=3)
     raise BadInputError(name, f'unknown dataset{" (did you mean " + " or ".join(close) + "?)" if close else ""}; valid names: {", ".join(dataset_names())}, or a folder of images')
 
-# %% ../nbs/01_data.ipynb #82702c8a
+# %% ../nbs/01_data.ipynb #d5946c9d
 def size_batches(sizes, batch_size:int) -> list:
     "Lists of indices of equal `sizes`, at most `batch_size` each (deterministic)."
     groups = {}
@@ -513,7 +549,7 @@ def collate(items):
     if any(l is None for l in lbls): raise BadInputError('batch', 'mixes labelled and unlabelled items')
     return torch.stack(imgs), torch.stack(lbls), list(names)
 
-# %% ../nbs/01_data.ipynb #783d3161
+# %% ../nbs/01_data.ipynb #dce61f47
 def summarize(ds, pixels:bool=False) -> dict:
     "Counts, classes and image sizes of `ds`; with `pixels`, also class and ignore pixel fractions from every label."
     sizes = [ds.raw_size(i) for i in range(len(ds))]
@@ -530,7 +566,7 @@ def summarize(ds, pixels:bool=False) -> dict:
         out['ignore_fraction'] = counts[255].item() / tot
     return out
 
-# %% ../nbs/01_data.ipynb #7d5bf548
+# %% ../nbs/01_data.ipynb #357b2635
 def bench_read(n:int=50, repeats:int=3) -> dict:
     "Time `read_image` against torchvision's decoder (`ref`) on `n` CamVid val images; best of `repeats`."
     import time, torchvision.io
