@@ -6,30 +6,30 @@
 __all__ = ['BadInputError', 'get_device', 'seed_everything', 'atomic_write', 'save', 'load', 'save_json', 'load_json',
            'config_hash']
 
-# %% ../nbs/00_core.ipynb #c4504e1d
+# %% ../nbs/00_core.ipynb #16bb3f0a
 import os, json, random, hashlib, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #b242366b
+# %% ../nbs/00_core.ipynb #9d481a32
 class BadInputError(ValueError):
     "Bad input: the message names the file or argument and what is wrong with it."
     def __init__(self, what, problem): super().__init__(f"{what}: {problem}")
 
-# %% ../nbs/00_core.ipynb #d6213a3e
+# %% ../nbs/00_core.ipynb #a05eb7c4
 def get_device(device=None) -> torch.device:
     "`device` if given, else `$USS_DEVICE`, else CUDA when available, else CPU."
     device = device or os.environ.get('USS_DEVICE') or ('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(device)
 
-# %% ../nbs/00_core.ipynb #1e856ad8
+# %% ../nbs/00_core.ipynb #73d0f95d
 def seed_everything(seed:int=0):
     "Seed `random`, NumPy and torch (CPU and CUDA) with `seed`; returns a `torch.Generator` seeded the same way."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/00_core.ipynb #0017cbfa
+# %% ../nbs/00_core.ipynb #6d08f4d1
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
     "Open a temporary file beside `path` for writing; on success it replaces `path` atomically, on error it is removed."
@@ -44,7 +44,7 @@ def atomic_write(path, mode='wb'):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #3013f0a6
+# %% ../nbs/00_core.ipynb #b8a29db5
 def save(obj, path):
     "Save `obj` (tensors, dicts, lists, numbers, strings) to `path` atomically with `torch.save`."
     with atomic_write(path) as f: torch.save(obj, f)
@@ -57,7 +57,7 @@ def load(path, map_location='cpu'):
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise BadInputError(path, f'cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
 
-# %% ../nbs/00_core.ipynb #890fbf3c
+# %% ../nbs/00_core.ipynb #9450c016
 def _plain(o):
     "`o` as JSON-able plain data (dataclasses, paths, tuples, numpy scalars)."
     if dataclasses.is_dataclass(o) and not isinstance(o, type): o = dataclasses.asdict(o)
