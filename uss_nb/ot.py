@@ -207,7 +207,7 @@ class OTC:
         "Label of the nearest centre for each feature (N, C), under the fitted normalisation and metric."
         return self._cost(self._prep(features), self.centres_).argmin(1)
 
-# %% ../nbs/05_ot.ipynb #29daad0b
+# %% ../nbs/05_ot.ipynb #9c3510b7
 class PlanExplorer:
     "Heat map of the Sinkhorn plan of `cost` (n, m) with eps and iteration sliders; rows sorted by assigned column."
     def __init__(self, cost:Tensor, a=None, b=None, eps:float=0.05, n_iter:int=20, title:str='transport plan'):
@@ -226,8 +226,8 @@ class PlanExplorer:
         r = sinkhorn(self.cost, self.a, self.b, eps=self.eps.value, n_iter=self.iters.value, tol=0)
         P = r.plan.detach().float().cpu()
         self.order = torch.sort(P.argmax(1), stable=True).indices
-        ea = (P.sum(1) - (torch.as_tensor(self.a).float() if self.a is not None else 1 / P.shape[0])).abs().sum().item()
-        eb = (P.sum(0) - (torch.as_tensor(self.b).float() if self.b is not None else 1 / P.shape[1])).abs().sum().item()
+        ea = (P.sum(1) - (torch.as_tensor(self.a).float().cpu() if self.a is not None else 1 / P.shape[0])).abs().sum().item()
+        eb = (P.sum(0) - (torch.as_tensor(self.b).float().cpu() if self.b is not None else 1 / P.shape[1])).abs().sum().item()
         self.errors = (ea, eb)
         self.fig.data[0].z = P[self.order].numpy()
         self.fig.update_layout(title=f'{self.title}: eps={self.eps.value:.3g}, {r.n_iter} iterations, row error {ea:.2e}, column error {eb:.2e}')
