@@ -5,13 +5,12 @@
 # %% auto #0
 __all__ = ['SinkhornResult', 'sinkhorn', 'bench_sinkhorn', 'OTC', 'PlanExplorer']
 
-# %% ../nbs/05_ot.ipynb #323ddd0b
+# %% ../nbs/05_ot.ipynb #04f1f83e
 import math, time, dataclasses
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from IPython.display import display
 from .core import BadInputError
 
 # %% ../nbs/05_ot.ipynb #d07d39f8
@@ -126,7 +125,7 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
     shape = lambda x: x.reshape(tuple(batch) + tuple(x.shape[1:]))
     return SinkhornResult(shape(plan), shape(u * eps), shape(v * eps), it, shape(err), bool(err.max() < tol))
 
-# %% ../nbs/05_ot.ipynb #5fea5c3d
+# %% ../nbs/05_ot.ipynb #46e07436
 def _best_ms(fn, repeats):
     "Best wall time of `repeats` calls of `fn`, in ms, and its last result."
     ts = []
@@ -154,7 +153,7 @@ def bench_sinkhorn(n=4096, m=512, eps=0.05, tol=1e-6, check_every=10, repeats=3,
                 ref_err=float(log['err'][-1]), n_iter=r.n_iter, ref_n_iter=int(log['niter']) + 1,
                 max_plan_diff=float(np.abs(r.plan.numpy() - P).max()), n=n, m=m, eps=eps, tol=tol, threads=threads, dtype='float32')
 
-# %% ../nbs/05_ot.ipynb #28c1dd82
+# %% ../nbs/05_ot.ipynb #f58c4a3e
 _NORMS = (None, 'l2', 'standardize', 'standardize+l2')
 
 class OTC:
@@ -207,7 +206,7 @@ class OTC:
         "Label of the nearest centre for each feature (N, C), under the fitted normalisation and metric."
         return self._cost(self._prep(features), self.centres_).argmin(1)
 
-# %% ../nbs/05_ot.ipynb #9c3510b7
+# %% ../nbs/05_ot.ipynb #34514938
 class PlanExplorer:
     "Heat map of the Sinkhorn plan of `cost` (n, m) with eps and iteration sliders; rows sorted by assigned column."
     def __init__(self, cost:Tensor, a=None, b=None, eps:float=0.05, n_iter:int=20, title:str='transport plan'):
@@ -232,6 +231,9 @@ class PlanExplorer:
         self.fig.data[0].z = P[self.order].numpy()
         self.fig.update_layout(title=f'{self.title}: eps={self.eps.value:.3g}, {r.n_iter} iterations, row error {ea:.2e}, column error {eb:.2e}')
         self.out.clear_output(wait=True)
+        from IPython.display import display
         with self.out: display(self.fig)
 
-    def _ipython_display_(self): display(self.widget)
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
