@@ -6,14 +6,14 @@
 __all__ = ['BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'DemoConfig', 'eigen_figure', 'segment_images', 'run_demo',
            'get_bench', 'uss_demo', 'main', 'bench_main']
 
-# %% ../nbs/12_pipelines.ipynb #e4840fbf
+# %% ../nbs/12_pipelines.ipynb #de2442ee
 import sys, time, json, platform
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
 import numpy as np
 import torch
 from PIL import Image
-from fastcore.script import call_parse, Param, bool_arg
+from fastcore.script import call_parse, Param
 from .core import BadInputError, get_device, seed_everything, atomic_write, save_json
 
 # %% ../nbs/12_pipelines.ipynb #e6b8ef78
@@ -161,14 +161,14 @@ def get_bench(name:str):
     mod, fn = BENCHES[name]
     return getattr(importlib.import_module(mod), fn)
 
-# %% ../nbs/12_pipelines.ipynb #7eef1793
+# %% ../nbs/12_pipelines.ipynb #92851c8a
 @call_parse
 def uss_demo(out:Param('output folder', str)='outputs',
              backbone:Param('backbone name (see uss_nb.backbones.list_backbones)', str)='vgg19',
              limit:Param('only the first N embedded photos', int)=None,
              n_segments:Param('segments per image', int)=DemoConfig.n_segments,
              size:Param('shorter image side the features are computed at', int)=DemoConfig.size,
-             quiet:Param('no progress bars', bool_arg)=False):
+             quiet:Param('no progress bars', bool)=False):
     "Segment the photographs shipped with scikit-image (no download) and write overlays, figures and a summary to `out`."
     res = run_demo(DemoConfig(backbone=backbone, n_segments=n_segments, size=size), out, limit=limit, progress=not quiet)
     print(f"wrote {len(res['images'])} overlays and {Path(out)/'summary.md'}")
