@@ -8,7 +8,7 @@ __all__ = ['tokens', 'affinity', 'modularity', 'modularity_loss', 'Attention', '
            'segment_boxes', 'crop_segment_features', 'masked_cls_features', 'cluster_segments', 'segments_to_labels',
            'acg_cluster', 'ConceptExplorer', 'bench_modularity']
 
-# %% ../nbs/07_acg.ipynb #293ea1e4
+# %% ../nbs/07_acg.ipynb #00ff1cd2
 import math, time, dataclasses
 from pathlib import Path
 from typing import Optional
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import BadInputError, get_device, seed_everything, save, load, config_hash
 
-# %% ../nbs/07_acg.ipynb #8083b401
+# %% ../nbs/07_acg.ipynb #90a52e08
 def tokens(feats) -> torch.Tensor:
     "Dense features (B,C,h,w), or one map (C,h,w), as pixel tokens (B,h*w,C)."
     if not isinstance(feats, torch.Tensor): raise BadInputError('feats', f'expected a torch.Tensor, got {type(feats).__name__}')
@@ -44,7 +44,7 @@ def modularity_loss(x, S, diag:bool=False) -> torch.Tensor:
     "ACSeg's loss: minus the modularity of S (B,N,P) on the affinity graph of pixel tokens x (B,N,D), averaged over images."
     return -modularity(affinity(x, diag).to(S.dtype), S).mean()
 
-# %% ../nbs/07_acg.ipynb #51069d4c
+# %% ../nbs/07_acg.ipynb #126f3887
 class Attention(nn.Module):
     "Multi-head scaled dot-product attention from queries (B,P,D) to keys/values (B,N,D); also returns the head-mean map (B,P,N)."
     def __init__(self, dim:int, n_heads:int=1):
@@ -71,7 +71,7 @@ class ACGStep(nn.Module):
         p = self.n2(p + self.self_attn(p, p)[0])
         return self.n3(p + self.ffn(p)), a
 
-# %% ../nbs/07_acg.ipynb #36b6ebbd
+# %% ../nbs/07_acg.ipynb #45fdd362
 @dataclasses.dataclass
 class ACGOut:
     "What `ACG` returns: `concepts` (B,P,D), cosine `sim` (B,N,P), `soft` = softmax(sim/τ), hard `labels` (B,N), per-step cross-attention `attn` (B,S,P,N)."
@@ -101,7 +101,7 @@ class ACG(nn.Module):
         sim = F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2)
         return ACGOut(c, sim, (sim / self.tau).softmax(-1), sim.argmax(-1), attn)
 
-# %% ../nbs/07_acg.ipynb #20c14490
+# %% ../nbs/07_acg.ipynb #48b05a26
 @dataclasses.dataclass
 class ACGConfig:
     "ACG training settings; `batch` counts images per optimiser step, `micro_batch` images per forward pass."
@@ -136,7 +136,7 @@ def feature_list(features):
     if len(features) == 0: raise BadInputError('features', 'no images')
     return features
 
-# %% ../nbs/07_acg.ipynb #3a1bfb84
+# %% ../nbs/07_acg.ipynb #16b8b932
 def _micro_batches(features, idx, size):
     "Stacked micro-batches of at most `size` same-shaped maps from `features[idx]`."
     groups = {}
@@ -163,7 +163,7 @@ def _epoch(model, opt, features, cfg, epoch, device):
         opt.step()
     return total / n
 
-# %% ../nbs/07_acg.ipynb #071f9956
+# %% ../nbs/07_acg.ipynb #20e37255
 def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     "Train an `ACG` on per-image dense features by maximising modularity; returns (model, history of per-epoch mean Q)."
     cfg = cfg or ACGConfig()
@@ -185,7 +185,7 @@ def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
             save(dict(model=model.state_dict(), opt=opt.state_dict(), epoch=e + 1, history=history, key=key), ckpt)
     return model.eval(), history
 
-# %% ../nbs/07_acg.ipynb #69cc451a
+# %% ../nbs/07_acg.ipynb #ab510275
 @torch.no_grad()
 def acg_segments(model:ACG, feats, chunk:int=64) -> torch.Tensor:
     "Concept label maps (B,h,w) int64 for dense features (B,C,h,w) or one map (C,h,w), in chunks of `chunk` images."
@@ -196,7 +196,7 @@ def acg_segments(model:ACG, feats, chunk:int=64) -> torch.Tensor:
     model.train(was)
     return labs.reshape(feats.shape[0], *feats.shape[-2:])
 
-# %% ../nbs/07_acg.ipynb #cc21d43d
+# %% ../nbs/07_acg.ipynb #86d2fe8d
 @dataclasses.dataclass
 class Segments:
     "Segment features `feats` (M,C) with the `image` (M,) each segment comes from and its `label` (M,) there."
@@ -223,7 +223,7 @@ def pooled_segment_features(feats, labels) -> Segments:
     k = (img * L + lab).to(x.device)
     return Segments(sums[k] / cnt[k, None], img, lab)
 
-# %% ../nbs/07_acg.ipynb #438096bb
+# %% ../nbs/07_acg.ipynb #97579a99
 def segment_boxes(labels, segs_img, segs_lab, H, W, margin:float=0.1):
     "Pixel boxes (M,4) as (y0,y1,x0,x1) around each segment, scaled from label resolution to H×W and enlarged by `margin`."
     h, w = labels.shape[-2:]
@@ -254,7 +254,7 @@ def crop_segment_features(images, labels, backbone, size=224, margin:float=0.1, 
            for s in range(0, len(img), batch)]
     return Segments(torch.cat(out), img, lab)
 
-# %% ../nbs/07_acg.ipynb #f18e16f9
+# %% ../nbs/07_acg.ipynb #5228db26
 def _cls_mask(keep, npre):
     "Additive attention masks (M,1,T,T): row 0 (CLS) sees the prefix tokens and the patches where `keep` (M,N)."
     M, N = keep.shape
@@ -284,7 +284,7 @@ def masked_cls_features(vit, images, labels, n_masked:int=1, chunk:int=16) -> Se
         out.append(model.norm(xs)[:, 0].float())
     return Segments(torch.cat(out), img, lab)
 
-# %% ../nbs/07_acg.ipynb #cacaca23
+# %% ../nbs/07_acg.ipynb #d5d03860
 def cluster_segments(segs:Segments, n_classes:int, seed:int=0, normalize:bool=True) -> torch.Tensor:
     "k-means cluster (M,) of every segment's feature (L2-normalised first unless `normalize=False`)."
     from sklearn.cluster import KMeans
@@ -312,7 +312,7 @@ def acg_cluster(model:ACG, feats, n_classes:int, how:str='pooled', images=None, 
     clusters = cluster_segments(segs, n_classes, seed)
     return segments_to_labels(labels, segs, clusters), segs, clusters
 
-# %% ../nbs/07_acg.ipynb #3a0bbd60
+# %% ../nbs/07_acg.ipynb #c636bd3d
 class ConceptExplorer:
     "Widget: pick an image and a step; see the concept masks and every prototype's cross-attention map at that step."
     def __init__(self, model:ACG, feats, images=None, cmap:str='tab10'):
@@ -353,7 +353,7 @@ class ConceptExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/07_acg.ipynb #52295454
+# %% ../nbs/07_acg.ipynb #84774bed
 def _modularity_ref(W, S):
     "Per-image textbook modularity: explicit modularity matrix, then sum of B ⊙ SSᵀ."
     out = []
