@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['tokens', 'affinity', 'modularity', 'modularity_loss', 'Attention', 'ACGStep', 'ACGOut', 'ACG', 'ACGConfig',
-           'feature_list', 'train_acg', 'acg_segments', 'Segments', 'segment_ids', 'pooled_segment_features',
-           'segment_boxes', 'crop_segment_features', 'masked_cls_features', 'cluster_segments', 'segments_to_labels',
-           'acg_cluster', 'ConceptExplorer', 'bench_modularity']
+           'feature_list', 'train_acg', 'center_features', 'acg_segments', 'Segments', 'segment_ids',
+           'pooled_segment_features', 'segment_boxes', 'crop_segment_features', 'masked_cls_features',
+           'cluster_segments', 'segments_to_labels', 'acg_cluster', 'ConceptExplorer', 'bench_modularity']
 
 # %% ../nbs/07_acg.ipynb #00ff1cd2
 import math, time, dataclasses
@@ -185,7 +185,12 @@ def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
             save(dict(model=model.state_dict(), opt=opt.state_dict(), epoch=e + 1, history=history, key=key), ckpt)
     return model.eval(), history
 
-# %% ../nbs/07_acg.ipynb #ab510275
+# %% ../nbs/07_acg.ipynb #3b6e416b
+def center_features(feats) -> torch.Tensor:
+    "Subtract each image's mean feature from its dense features (B,C,h,w) (or (C,h,w))."
+    return feats - feats.mean((-2, -1), keepdim=True)
+
+# %% ../nbs/07_acg.ipynb #fde485b1
 @torch.no_grad()
 def acg_segments(model:ACG, feats, chunk:int=64) -> torch.Tensor:
     "Concept label maps (B,h,w) int64 for dense features (B,C,h,w) or one map (C,h,w), in chunks of `chunk` images."
@@ -196,7 +201,7 @@ def acg_segments(model:ACG, feats, chunk:int=64) -> torch.Tensor:
     model.train(was)
     return labs.reshape(feats.shape[0], *feats.shape[-2:])
 
-# %% ../nbs/07_acg.ipynb #86d2fe8d
+# %% ../nbs/07_acg.ipynb #ff64d25a
 @dataclasses.dataclass
 class Segments:
     "Segment features `feats` (M,C) with the `image` (M,) each segment comes from and its `label` (M,) there."
@@ -223,7 +228,7 @@ def pooled_segment_features(feats, labels) -> Segments:
     k = (img * L + lab).to(x.device)
     return Segments(sums[k] / cnt[k, None], img, lab)
 
-# %% ../nbs/07_acg.ipynb #97579a99
+# %% ../nbs/07_acg.ipynb #973e3993
 def segment_boxes(labels, segs_img, segs_lab, H, W, margin:float=0.1):
     "Pixel boxes (M,4) as (y0,y1,x0,x1) around each segment, scaled from label resolution to H×W and enlarged by `margin`."
     h, w = labels.shape[-2:]
@@ -254,7 +259,7 @@ def crop_segment_features(images, labels, backbone, size=224, margin:float=0.1, 
            for s in range(0, len(img), batch)]
     return Segments(torch.cat(out), img, lab)
 
-# %% ../nbs/07_acg.ipynb #5228db26
+# %% ../nbs/07_acg.ipynb #0c646031
 def _cls_mask(keep, npre):
     "Additive attention masks (M,1,T,T): row 0 (CLS) sees the prefix tokens and the patches where `keep` (M,N)."
     M, N = keep.shape
@@ -284,7 +289,7 @@ def masked_cls_features(vit, images, labels, n_masked:int=1, chunk:int=16) -> Se
         out.append(model.norm(xs)[:, 0].float())
     return Segments(torch.cat(out), img, lab)
 
-# %% ../nbs/07_acg.ipynb #d5d03860
+# %% ../nbs/07_acg.ipynb #fe2ac3a5
 def cluster_segments(segs:Segments, n_classes:int, seed:int=0, normalize:bool=True) -> torch.Tensor:
     "k-means cluster (M,) of every segment's feature (L2-normalised first unless `normalize=False`)."
     from sklearn.cluster import KMeans
@@ -312,7 +317,7 @@ def acg_cluster(model:ACG, feats, n_classes:int, how:str='pooled', images=None, 
     clusters = cluster_segments(segs, n_classes, seed)
     return segments_to_labels(labels, segs, clusters), segs, clusters
 
-# %% ../nbs/07_acg.ipynb #c636bd3d
+# %% ../nbs/07_acg.ipynb #b176f642
 class ConceptExplorer:
     "Widget: pick an image and a step; see the concept masks and every prototype's cross-attention map at that step."
     def __init__(self, model:ACG, feats, images=None, cmap:str='tab10'):
@@ -353,7 +358,7 @@ class ConceptExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/07_acg.ipynb #84774bed
+# %% ../nbs/07_acg.ipynb #fe517d82
 def _modularity_ref(W, S):
     "Per-image textbook modularity: explicit modularity matrix, then sum of B ⊙ SSᵀ."
     out = []
