@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['BOUND_PRESETS', 'VARIANTS', 'cluster_bounds', 'coverage_loss', 'disjointness_loss', 'abc_loss', 'ABCHead',
-           'ABCConfig', 'ABC', 'segment_masks', 'masked_crop', 'ClusterExplorer']
+           'ABCConfig', 'ABC', 'bench_abc', 'segment_masks', 'masked_crop', 'ClusterExplorer']
 
 # %% ../nbs/08_attention_clustering.ipynb #263f8aa5
 import math, copy
@@ -275,7 +275,24 @@ def load(cls:ABC, path, device=None):
     self.mean_, self.history, self.epoch = s['mean'].to(self.device), list(s['history']), s['epoch']
     return self
 
-# %% ../nbs/08_attention_clustering.ipynb #a4fa4e7a
+# %% ../nbs/08_attention_clustering.ipynb #ed751650
+def bench_abc(n:int=4096, d:int=64, k:int=11, epochs:int=100, lr:float=1e-2, device='cpu', seed:int=0) -> dict:
+    "Time `ABC.fit` against sklearn `KMeans` on `k` separable blobs; returns times, ratio and both ARIs."
+    import time
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    g = torch.Generator().manual_seed(seed)
+    c = 3 * F.normalize(torch.randn(k, d, generator=g), dim=1)
+    truth = torch.arange(n) % k
+    x = c[truth] + 0.3 * torch.randn(n, d, generator=g)
+    t0 = time.perf_counter(); lab, _ = ABC(k, lr=lr, epochs=epochs, seed=seed, device=device).fit(x.to(get_device(device)))
+    ours = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter(); ref_lab = KMeans(k, n_init=1, random_state=seed).fit_predict(x.numpy())
+    ref = (time.perf_counter() - t0) * 1e3
+    return dict(name='abc', ours_ms=ours, ref_ms=ref, ratio=ref / ours, n=n, d=d, k=k, epochs=epochs,
+                ours_ari=adjusted_rand_score(truth, lab.cpu()), ref_ari=adjusted_rand_score(truth, ref_lab))
+
+# %% ../nbs/08_attention_clustering.ipynb #64594cfb
 def segment_masks(seg_maps, ignore:int=255):
     "Boolean masks `(S, h, w)` of every segment in a list of per-image segment maps, and each segment's image index `(S,)`."
     masks, ids = [], []
@@ -302,7 +319,7 @@ def masked_crop(img, mask, fade:float=0.25, pad:int=2) -> np.ndarray:
     out = np.where(m[..., None], a, fade * a + (1 - fade))
     return out[r0:r1, c0:c1]
 
-# %% ../nbs/08_attention_clustering.ipynb #f236ecfd
+# %% ../nbs/08_attention_clustering.ipynb #d9a29bdf
 class ClusterExplorer:
     "Pick a cluster and see its member segments across images as a gallery of masked crops."
     def __init__(self, labels, masks, image_ids, images, max_show:int=12, cols:int=6, size:float=1.6, names=None):
@@ -320,7 +337,7 @@ class ClusterExplorer:
 
     def _ipython_display_(self): display(self.widget)
 
-# %% ../nbs/08_attention_clustering.ipynb #d7f6b351
+# %% ../nbs/08_attention_clustering.ipynb #e66f151a
 @patch
 def members(self:ClusterExplorer, c:int) -> list:
     "Ids of all segments in cluster `c`, in order."
