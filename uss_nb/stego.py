@@ -7,12 +7,14 @@ __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'pool_features',
            'knn_indices', 'ClusterProbe', 'StegoResult', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
 
-# %% ../nbs/09_stego.ipynb #aa4ff57b
+# %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
+import matplotlib.pyplot as plt
+from sklearn.neighbors import NearestNeighbors
 from .core import BadInputError, get_device, save, load, config_hash
 
 # %% ../nbs/09_stego.ipynb #69308bbe
@@ -299,7 +301,7 @@ def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extr
     head.eval(); probe.eval()
     return StegoResult(head, probe, knn, history, cfg, step, extra)
 
-# %% ../nbs/09_stego.ipynb #913c8163
+# %% ../nbs/09_stego.ipynb #2d0c5444
 @torch.no_grad()
 def predict_labels(head, probe, features, size=None, batch_size=4, device=None):
     "Cluster-id maps `(N,H,W)` int64 of `features`: codes, bilinearly upsampled to `size`, to the nearest probe centre."
@@ -313,7 +315,6 @@ def predict_labels(head, probe, features, size=None, batch_size=4, device=None):
 
 def plot_history(history, keys=('loss', 'corr', 'cluster'), window=20, ax=None):
     "Plot moving averages (over `window` steps) of `keys` from a `train_stego` history; returns the axes."
-    import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
     steps = np.array([h['step'] for h in history])
     for k in keys:
@@ -323,10 +324,9 @@ def plot_history(history, keys=('loss', 'corr', 'cluster'), window=20, ax=None):
     ax.set_xlabel('step'); ax.set_ylabel(f'loss (mean of {window} steps)'); ax.legend()
     return ax
 
-# %% ../nbs/09_stego.ipynb #ddc85682
+# %% ../nbs/09_stego.ipynb #b7c583de
 def bench_knn(n=4000, d=512, k=7, chunk=1024, seed=0) -> dict:
     "Time `knn_indices` against scikit-learn's brute-force cosine `NearestNeighbors` on `n` random `d`-vectors."
-    from sklearn.neighbors import NearestNeighbors
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
     t0 = time.perf_counter(); ours = knn_indices(x, k, chunk); t1 = time.perf_counter()
     ref = NearestNeighbors(n_neighbors=k + 1, metric='cosine', algorithm='brute').fit(x.numpy()).kneighbors(return_distance=False)
