@@ -237,12 +237,12 @@ def centres(self:ABC):
     "The learnt centres `M (k×D)`, in centred feature space (None before `fit`)."
     return None if self.head is None else self.head.centres.detach().clone()
 
-# %% ../nbs/08_attention_clustering.ipynb #1159e5ec
+# %% ../nbs/08_attention_clustering.ipynb #d8440bbe
 @patch
 def _state(self:ABC) -> dict:
     "Everything needed to continue or reuse a run, as tensors and plain values."
     return dict(cfg=asdict(self.cfg) | dict(bounds=list(self.cfg.bounds) if not isinstance(self.cfg.bounds, str) else self.cfg.bounds),
-                head=self.head.state_dict(), opt=self.opt.state_dict(), gen=self.gen.get_state(), mean=self.mean_,
+                head=self.head.state_dict(), opt=self.opt.state_dict() if self.opt is not None else {}, gen=self.gen.get_state(), mean=self.mean_,
                 history=list(self.history), epoch=self.epoch,
                 best=dict(loss=self.best['loss'], state=self.best['state'], bad=self.best['bad'], stopped=self.best.get('stopped', False)))
 
@@ -260,7 +260,8 @@ def _resume(self:ABC, path):
     mine = self._state()['cfg']
     diff = [key for key in mine if key not in _RUN_KEYS and s['cfg'].get(key) != mine[key]]
     if diff: raise BadInputError(path, f'checkpoint configuration differs in {diff}')
-    self.head.load_state_dict(s['head']); self.opt.load_state_dict(s['opt']); self.gen.set_state(s['gen'])
+    self.head.load_state_dict(s['head']); self.gen.set_state(s['gen'])
+    if s['opt']: self.opt.load_state_dict(s['opt'])
     self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
     if self.epoch < self.cfg.epochs and self.best['bad'] < self.cfg.patience: self.best['stopped'] = False
 
@@ -272,7 +273,8 @@ def load(cls:ABC, path, device=None):
     self = cls(k, device=device, **cfg)
     self.head = ABCHead(k, cfg['dim'], cfg['variant'], cfg['heads'], cfg['steps'], cfg['norm'])
     self.head.load_state_dict(s['best']['state']); self.head.to(self.device)
-    self.mean_, self.history, self.epoch = s['mean'].to(self.device), list(s['history']), s['epoch']
+    self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
+    self.opt, self.gen = None, torch.Generator(); self.gen.set_state(s['gen'])
     return self
 
 # %% ../nbs/08_attention_clustering.ipynb #ed751650
