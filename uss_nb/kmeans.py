@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['Clusterer', 'kmeans_plusplus', 'has_faiss', 'KMeans', 'make_mixture', 'bench_kmeans']
 
-# %% ../nbs/06_kmeans.ipynb #deb631af
+# %% ../nbs/06_kmeans.ipynb #35c83cbe
 import math, time, warnings, contextlib
 from typing import Protocol, runtime_checkable
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from .core import BadInputError
 
-# %% ../nbs/06_kmeans.ipynb #ee406847
+# %% ../nbs/06_kmeans.ipynb #d6aa3426
 @runtime_checkable
 class Clusterer(Protocol):
     "Interface of dataset-level clusterers: `fit(features) -> (labels, centres)` and `predict(features) -> labels`."
@@ -25,7 +25,7 @@ class Clusterer(Protocol):
         "Label `(M, D)` features with the fitted centres: `(M,)` int64, on their device."
         ...
 
-# %% ../nbs/06_kmeans.ipynb #cc608bf0
+# %% ../nbs/06_kmeans.ipynb #0e401bde
 def _chunk(n, k, chunk=None) -> int:
     "Rows per chunk so that a chunk of the `n x k` distance matrix holds about 2**24 floats."
     return int(chunk or max(1024, 2**24 // max(k, 1)))
@@ -48,7 +48,7 @@ def _assign(x, c, chunk=None, sums=False, xx=None):
         if sums: acc.index_add_(0, l, xs)
     return (labels, dist, acc, torch.bincount(labels, minlength=k)) if sums else (labels, dist)
 
-# %% ../nbs/06_kmeans.ipynb #03cec9c6
+# %% ../nbs/06_kmeans.ipynb #e5ea9db0
 def _draw(weights, m, gen):
     "`m` indices drawn with probability proportional to `weights` (uniformly if they sum to 0), via a CPU generator."
     u = torch.rand(m, generator=gen, dtype=torch.float64)
@@ -75,7 +75,7 @@ def kmeans_plusplus(x:torch.Tensor, k:int, gen:torch.Generator|None=None, chunk:
         idx.append(int(cand[best]))
     return x[idx].clone()
 
-# %% ../nbs/06_kmeans.ipynb #cc1f74b1
+# %% ../nbs/06_kmeans.ipynb #30a2fa2e
 def _normalise(c, cosine): return F.normalize(c, dim=1) if cosine else c
 
 def _top2(x, xx, c, idx=None, chunk=None):
@@ -103,7 +103,7 @@ def _sq_to_own(x, c, labels, chunk=None):
     step = _chunk(len(x), x.shape[1], chunk)
     return torch.cat([((x[s:s + step] - c[labels[s:s + step]]) ** 2).sum(1) for s in range(0, len(x), step)])
 
-# %% ../nbs/06_kmeans.ipynb #f3712005
+# %% ../nbs/06_kmeans.ipynb #f70e4c21
 class _Hamerly:
     "State of exact Lloyd iterations with Hamerly's bounds: labels, bounds, float64 sums and counts."
     def __init__(self, x, c, chunk):
@@ -153,7 +153,7 @@ def _lloyd(x, c, max_iter, tol, cosine, chunk):
     if changed != 0: h.step(new)                                           # labels consistent with the final centres
     return h.a, h.c, _sq_to_own(x, h.c, h.a, chunk), it
 
-# %% ../nbs/06_kmeans.ipynb #681efc21
+# %% ../nbs/06_kmeans.ipynb #525a884b
 def _minibatch(x, k, batch_size, max_iter, cosine, chunk, gen):
     "Mini-batch k-means: (labels, centres, squared distances, batches run)."
     n = len(x)
@@ -176,7 +176,7 @@ def _minibatch(x, k, batch_size, max_iter, cosine, chunk, gen):
     labels, dist = _assign(x, c, chunk)
     return labels, c, dist, step
 
-# %% ../nbs/06_kmeans.ipynb #90349e41
+# %% ../nbs/06_kmeans.ipynb #59f3132e
 def has_faiss() -> bool:
     "Whether `faiss` can be imported."
     try: import faiss; return True
@@ -186,11 +186,12 @@ def _faiss_centres(x, k, max_iter, n_init, seed, cosine, **kw):
     "Centres trained by `faiss.Kmeans` on CPU."
     import faiss
     xn = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-    km = faiss.Kmeans(xn.shape[1], k, niter=max_iter, nredo=n_init, seed=seed % 2**31, spherical=cosine, verbose=False, **kw)
+    kw = dict(niter=min(max_iter, 25), nredo=n_init, seed=seed % 2**31, spherical=cosine, verbose=False) | kw
+    km = faiss.Kmeans(xn.shape[1], k, **kw)
     km.train(xn)
     return torch.from_numpy(km.centroids.copy()).to(x.device)
 
-# %% ../nbs/06_kmeans.ipynb #d6691424
+# %% ../nbs/06_kmeans.ipynb #96e100a1
 class KMeans:
     "k-means (`metric='l2'` or `'cosine'`) with k-means++ seeding, restarts, optional mini-batches and faiss backend."
     def __init__(self, k:int, metric:str='l2', n_init:int=1, max_iter:int=300, tol:float=1e-4, seed:int=0,
@@ -206,7 +207,7 @@ class KMeans:
 
     def __repr__(self): return f'KMeans(k={self.k}, metric={self.metric!r}, n_init={self.n_init}, batch_size={self.batch_size})'
 
-# %% ../nbs/06_kmeans.ipynb #e3b7b309
+# %% ../nbs/06_kmeans.ipynb #7b89047b
 def _prepare(self:KMeans, features, what='features') -> torch.Tensor:
     "Features as a finite float32 `(N, D)` tensor, L2-normalised for the cosine metric."
     x = torch.as_tensor(features)
@@ -253,7 +254,7 @@ def _fit_impl(self:KMeans, features):
     if _use_faiss(self, x):
         c = _faiss_centres(x, self.k, self.max_iter, self.n_init, self.seed, self.metric == 'cosine', **self.faiss_kw)
         labels, dist = _assign(x, c, self.chunk)
-        best, self.backend_used = (labels, c, dist, self.max_iter), 'faiss'
+        best, self.backend_used = (labels, c, dist, self.faiss_kw.get('niter', min(self.max_iter, 25))), 'faiss'
     else:
         runs = (_run_once(self, x, gen, tol) for _ in range(self.n_init))
         best, self.backend_used = min(runs, key=lambda r: float(r[2].double().sum())), 'torch'
@@ -271,7 +272,7 @@ def _predict(self:KMeans, features):
 
 KMeans.fit, KMeans.predict = _fit, _predict
 
-# %% ../nbs/06_kmeans.ipynb #42a57a3e
+# %% ../nbs/06_kmeans.ipynb #d0db2187
 def make_mixture(n:int=10_000, d:int=32, k:int=8, std:float=1.0, noise:float=0.05, seed:int=0) -> tuple:
     "`(x, y)`: `n` points in `d` dims from `k` unit-spread Gaussian centres with noise `std`, a `noise` fraction replaced by broad noise (y = -1)."
     g = torch.Generator().manual_seed(seed)
@@ -282,7 +283,7 @@ def make_mixture(n:int=10_000, d:int=32, k:int=8, std:float=1.0, noise:float=0.0
     x[out], y[out] = 3 * torch.randn(int(out.sum()), d, generator=g), -1
     return x, y
 
-# %% ../nbs/06_kmeans.ipynb #4edb7858
+# %% ../nbs/06_kmeans.ipynb #5b08857a
 def bench_kmeans(n:int=100_000, d:int=384, k:int=27, n_init:int=3, max_iter:int=300, tol:float=1e-4, seed:int=0,
                  repeats:int=1, device=None, threads:int|None=None) -> dict:
     "Time `KMeans` against scikit-learn's on an `n x d` mixture of `k` clusters; inertias are compared too."

@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['IGNORE', 'Confusion', 'hungarian_match', 'many_to_one_match', 'SegScores', 'score', 'evaluate']
 
-# %% ../nbs/11_metrics.ipynb #0f96de48
+# %% ../nbs/11_metrics.ipynb #9d679eb3
 import dataclasses, math
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from .core import BadInputError
 
-# %% ../nbs/11_metrics.ipynb #3a620695
+# %% ../nbs/11_metrics.ipynb #2f1524d9
 IGNORE = 255
 
 def _labels(x, what) -> torch.Tensor:
@@ -26,12 +26,13 @@ def _bad_values(x, ok) -> list:
     "Up to five distinct values of `x` where `ok` is False."
     return torch.unique(x[~ok])[:5].tolist()
 
-# %% ../nbs/11_metrics.ipynb #7061bfae
+# %% ../nbs/11_metrics.ipynb #c8644fd7
 class Confusion:
     "Pixel counts `matrix[cluster, class]` over a split; target pixels equal to `ignore_index` are not counted."
     def __init__(self, n_classes:int, n_clusters:int|None=None, ignore_index:int=IGNORE):
         if n_classes < 1: raise BadInputError('n_classes', f'must be >= 1, got {n_classes}')
-        self.n_classes, self.n_clusters, self.ignore_index = n_classes, n_clusters or n_classes, ignore_index
+        self.n_classes, self.ignore_index = n_classes, ignore_index
+        self.n_clusters = n_classes if n_clusters is None else n_clusters
         if self.n_clusters < 1: raise BadInputError('n_clusters', f'must be >= 1, got {self.n_clusters}')
         self.reset()
 
@@ -52,7 +53,7 @@ class Confusion:
 
     def __repr__(self): return f'Confusion(n_classes={self.n_classes}, n_clusters={self.n_clusters}, n_pixels={self.n_pixels})'
 
-# %% ../nbs/11_metrics.ipynb #40236a24
+# %% ../nbs/11_metrics.ipynb #9d370303
 def _check_range(self:Confusion, p, t):
     "Raise `BadInputError` when `p` holds a non-cluster id or `t` a non-class id other than the ignore label."
     K, C = self.n_clusters, self.n_classes
@@ -77,7 +78,7 @@ def _update(self:Confusion, pred, target):
 
 Confusion.update = _update
 
-# %% ../nbs/11_metrics.ipynb #e07e7585
+# %% ../nbs/11_metrics.ipynb #90236ef0
 def _merge(self:Confusion, other:Confusion):
     "Add the counts of `other` (same numbers of classes and clusters) into this matrix."
     if (other.n_classes, other.n_clusters) != (self.n_classes, self.n_clusters):
@@ -92,7 +93,7 @@ def _add(self:Confusion, other:Confusion):
 
 Confusion.merge, Confusion.__add__ = _merge, _add
 
-# %% ../nbs/11_metrics.ipynb #c83b8b36
+# %% ../nbs/11_metrics.ipynb #4f5cc286
 def _matrix(matrix) -> torch.Tensor:
     "`matrix` (a `Confusion`, tensor or array) as a CPU int64 tensor of shape `(n_clusters, n_classes)`."
     m = matrix.matrix if isinstance(matrix, Confusion) else torch.as_tensor(matrix).cpu()
@@ -112,7 +113,7 @@ def many_to_one_match(matrix) -> torch.Tensor:
     m = _matrix(matrix)
     return torch.where(m.sum(1) > 0, m.argmax(1), -1)
 
-# %% ../nbs/11_metrics.ipynb #a04f733c
+# %% ../nbs/11_metrics.ipynb #ef147c5b
 def _tp_fp_fn(m:torch.Tensor, mapping:torch.Tensor):
     "Per-class TP, FP, FN (float64) of count matrix `m` under `mapping` (-1 = no class: those pixels are FN)."
     C = m.shape[1]
@@ -124,7 +125,7 @@ def _tp_fp_fn(m:torch.Tensor, mapping:torch.Tensor):
     tp = mapped.diagonal()
     return tp, mapped.sum(1) - tp, md.sum(0) - tp
 
-# %% ../nbs/11_metrics.ipynb #cbdaac99
+# %% ../nbs/11_metrics.ipynb #5e9bc798
 @dataclasses.dataclass
 class SegScores:
     "mIoU and pixel accuracy (percent), per-class IoU (percent, nan = class absent and never predicted), the map."
@@ -153,7 +154,7 @@ class SegScores:
         return '\n'.join(lines + ['', f'Matching: {self.matching}; {self.n_unmatched} of {self.n_pixels} pixels fell in '
                                    'clusters with no class and count as errors.'])
 
-# %% ../nbs/11_metrics.ipynb #9704d618
+# %% ../nbs/11_metrics.ipynb #20f149a7
 _MATCHERS = dict(hungarian=hungarian_match, many_to_one=many_to_one_match)
 
 def score(matrix, matching:str='hungarian', class_names=None, mapping=None) -> SegScores:
@@ -184,11 +185,11 @@ def _score(self:Confusion, matching:str='hungarian', class_names=None, mapping=N
 
 Confusion.score = _score
 
-# %% ../nbs/11_metrics.ipynb #09d076a2
+# %% ../nbs/11_metrics.ipynb #be1c66e9
 def evaluate(preds, targets, n_classes:int, matching:str='hungarian', n_clusters:int|None=None,
              class_names=None) -> SegScores:
-    "Score cluster maps `preds` against class maps `targets` (tensors, or sequences of per-image maps) over a split."
-    single = not isinstance(preds, (list, tuple))
+    "Score cluster maps `preds` against class maps `targets` (tensors, or iterables of per-image maps) over a split."
+    single = torch.is_tensor(preds) or isinstance(preds, np.ndarray)
     preds, targets = ([preds], [targets]) if single else (list(preds), list(targets))
     if len(preds) != len(targets): raise BadInputError('preds', f'{len(preds)} predictions for {len(targets)} targets')
     if n_clusters is None:
