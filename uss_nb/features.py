@@ -257,7 +257,7 @@ class FeatureExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/03_features.ipynb #a2bd6d39
+# %% ../nbs/03_features.ipynb #24c7ee56
 def _dsm_reference(backbone, imgs):
     "Deep Spectral Methods' way: per image, fp32, model forward with a hook on the last qkv (ViT) or a plain forward (VGG)."
     outs = []
