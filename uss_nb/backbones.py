@@ -128,7 +128,7 @@ class VGG19(Backbone):
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def dense(self, x): return DenseOut(self.body(x))
 
-# %% ../nbs/02_backbones.ipynb #deb9c12d
+# %% ../nbs/02_backbones.ipynb #46932d2a
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
 
 class ViT(Backbone):
@@ -156,7 +156,7 @@ class ViT(Backbone):
         a = ((qn @ kn.transpose(-1, -2)) * attn_mod.scale).float().softmax(-1)                            # (B,heads,1,hw)
         return DenseOut(feats, tokens[:, 0], a.reshape(B, -1, h, w).to(feats.dtype))
 
-# %% ../nbs/02_backbones.ipynb #32864bd3
+# %% ../nbs/02_backbones.ipynb #dde54add
 def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:int=8, dim:int=32, depth:int=2, heads:int=2):
     "A tiny, seeded, randomly initialised timm ViT backbone for tests."
     from timm.models.vision_transformer import VisionTransformer
@@ -167,7 +167,7 @@ def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:
     bb.weights = f'random:seed={seed},patch={patch_size},dim={dim},depth={depth},heads={heads}'
     return bb
 
-# %% ../nbs/02_backbones.ipynb #13be4b98
+# %% ../nbs/02_backbones.ipynb #4999e85d
 VIT_ARCHS = {  # our name: (timm architecture, timm pretrained tag, official checkpoint file name)
     'dino_vits16': ('vit_small_patch16_224', 'dino', 'dino_deitsmall16_pretrain.pth'),
     'dino_vits8': ('vit_small_patch8_224', 'dino', 'dino_deitsmall8_pretrain.pth'),
@@ -207,7 +207,7 @@ def load_vit_checkpoint(model, path):
         raise BadInputError(path, f'does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}')
     return model
 
-# %% ../nbs/02_backbones.ipynb #009672b2
+# %% ../nbs/02_backbones.ipynb #0f7e771b
 def _cached_weights(arch, tag, official):
     "Path of locally cached weights for timm's `arch.tag` (HF cache) or the official file (torch hub cache), else None."
     from huggingface_hub import try_to_load_from_cache
@@ -238,7 +238,7 @@ def vit_backbone(name:str, checkpoint=None, feature:str='keys', size_policy:str=
     bb.weights = f'file:{Path(checkpoint).resolve()}' if checkpoint is not None else 'random'
     return bb
 
-# %% ../nbs/02_backbones.ipynb #f6170121
+# %% ../nbs/02_backbones.ipynb #641ba2b8
 def _vgg19(checkpoint=None, feature=None, size_policy='crop', **kw): return VGG19(feature or 'block5_conv4', checkpoint, size_policy)
 def _tiny(checkpoint=None, feature=None, size_policy='crop', **kw):
     bb = tiny_vit(feature or 'keys', size_policy=size_policy)
