@@ -128,7 +128,7 @@ class VGG19(Backbone):
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def dense(self, x): return DenseOut(self.body(x))
 
-# %% ../nbs/02_backbones.ipynb #dcd8c749
+# %% ../nbs/02_backbones.ipynb #46932d2a
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
 
 class ViT(Backbone):
@@ -156,7 +156,7 @@ class ViT(Backbone):
         a = ((qn @ kn.transpose(-1, -2)) * attn_mod.scale).float().softmax(-1)                            # (B,heads,1,hw)
         return DenseOut(feats, tokens[:, 0], a.reshape(B, -1, h, w).to(feats.dtype))
 
-# %% ../nbs/02_backbones.ipynb #2e85a267
+# %% ../nbs/02_backbones.ipynb #dde54add
 def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:int=8, dim:int=32, depth:int=2, heads:int=2):
     "A tiny, seeded, randomly initialised timm ViT backbone for tests."
     from timm.models.vision_transformer import VisionTransformer
@@ -167,7 +167,7 @@ def tiny_vit(feature:str='keys', seed:int=0, size_policy:str='crop', patch_size:
     bb.weights = f'random:seed={seed},patch={patch_size},dim={dim},depth={depth},heads={heads}'
     return bb
 
-# %% ../nbs/02_backbones.ipynb #01785753
+# %% ../nbs/02_backbones.ipynb #ec948af7
 VIT_ARCHS = {  # our name: (timm architecture, timm pretrained tag, official checkpoint file name)
     'dino_vits16': ('vit_small_patch16_224', 'dino', 'dino_deitsmall16_pretrain.pth'),
     'dino_vits8': ('vit_small_patch8_224', 'dino', 'dino_deitsmall8_pretrain.pth'),
@@ -195,11 +195,12 @@ def _unwrap(sd):
     sd = {re.sub(r'^(module\.)?(backbone\.)?', '', k): v for k, v in sd.items()}
     return {k: v for k, v in sd.items() if not k.startswith('head.')}
 
-def load_vit_checkpoint(model, path):
+def load_vit_checkpoint(model, path, assign:bool=False):
     "Load an official DINO/DINOv2 or timm checkpoint at `path` into timm ViT `model` (strict: every key must match)."
     from timm.models.vision_transformer import checkpoint_filter_fn
     try:
-        missing, unexpected = model.load_state_dict(checkpoint_filter_fn(_unwrap(_read_state_dict(path)), model), strict=False)
+        sd = checkpoint_filter_fn(_unwrap(_read_state_dict(path)), model)
+        missing, unexpected = model.load_state_dict(sd, strict=False, assign=assign)
     except (RuntimeError, ValueError, KeyError) as e:
         if isinstance(e, BadInputError): raise
         raise BadInputError(path, f'does not fit {type(model).__name__}: {str(e).splitlines()[-1].strip()[:300]}') from e
@@ -207,7 +208,7 @@ def load_vit_checkpoint(model, path):
         raise BadInputError(path, f'does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}')
     return model
 
-# %% ../nbs/02_backbones.ipynb #7a0c126b
+# %% ../nbs/02_backbones.ipynb #b69efc35
 def _cached_weights(arch, tag, official):
     "Path of locally cached weights for timm's `arch.tag` (HF cache) or the official file (torch hub cache), else None."
     from huggingface_hub import try_to_load_from_cache
@@ -231,14 +232,15 @@ def vit_backbone(name:str, checkpoint=None, feature:str='keys', size_policy:str=
     if checkpoint is None and pretrained:
         checkpoint = _cached_weights(arch, tag, official)
         if checkpoint is None: raise _missing_weights(name, arch, tag, official)
-    model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
+    with torch.device('meta' if checkpoint is not None else 'cpu'):   # skip the random init when weights follow
+        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True)
     model.pretrained_cfg = timm.models.get_pretrained_cfg(f'{arch}.{tag}').to_dict()
-    if checkpoint is not None: load_vit_checkpoint(model, checkpoint)
+    if checkpoint is not None: load_vit_checkpoint(model, checkpoint, assign=True).float()
     bb = ViT(model, name, feature, size_policy)
     bb.weights = f'file:{Path(checkpoint).resolve()}' if checkpoint is not None else 'random'
     return bb
 
-# %% ../nbs/02_backbones.ipynb #7cf6daa1
+# %% ../nbs/02_backbones.ipynb #3734436c
 def _vgg19(checkpoint=None, feature=None, size_policy='crop', **kw): return VGG19(feature or 'block5_conv4', checkpoint, size_policy)
 def _tiny(checkpoint=None, feature=None, size_policy='crop', **kw):
     bb = tiny_vit(feature or 'keys', size_policy=size_policy)

@@ -206,7 +206,7 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     if mem is not None: mem = {n: mem[n] for n in all_names}
     return FeatureSet(all_names, cfg, mem, folder, backbone)
 
-# %% ../nbs/03_features.ipynb #2ac46f65
+# %% ../nbs/03_features.ipynb #9ad50304
 def pca_rgb(feats, q:int=3):
     "(C,h,w) features -> (h,w,3) float in [0,1]: the first 3 principal components, each min-max scaled."
     C, h, w = feats.shape
@@ -218,7 +218,7 @@ def pca_rgb(feats, q:int=3):
     if p.shape[1] < 3: p = torch.cat([p, p.new_zeros(p.shape[0], 3 - p.shape[1])], 1)
     return p.reshape(h, w, 3)
 
-# %% ../nbs/03_features.ipynb #c83c5161
+# %% ../nbs/03_features.ipynb #f3a17742
 class FeatureExplorer:
     "Widget: image dropdown; shows the image, the PCA-to-RGB of its features and each head's CLS attention."
     def __init__(self, features:FeatureSet, dataset, max_heads:int=12):
@@ -257,7 +257,7 @@ class FeatureExplorer:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/03_features.ipynb #07503953
+# %% ../nbs/03_features.ipynb #864f55ed
 def _dsm_reference(backbone, imgs):
     "Deep Spectral Methods' way: per image, fp32, model forward with a hook on the last qkv (ViT) or a plain forward (VGG)."
     outs = []
