@@ -8,7 +8,7 @@ __all__ = ['PIPELINES', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overla
            'segment_images', 'run_demo', 'get_bench', 'uss_demo', 'uss_eval', 'main', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform
+import sys, time, json, platform, warnings
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -65,6 +65,7 @@ class EvalConfig:
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     cosine: bool = True         # dataset-level clustering on L2-normalised features
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
+    strict: bool = False        # fail on the first unreadable image or label instead of skipping and listing it
 
 def cache_dir() -> Path:
     "Where dense features are cached: `$USS_CACHE` or `~/.cache/uss_nb/features`."
@@ -96,12 +97,16 @@ def clusterer(kind:str, k:int, cfg:EvalConfig):
 
 def _features(dataset, cfg, progress):
     from uss_nb.features import extract_features
-    return extract_features(cfg.backbone, dataset, cache_dir=cache_dir(), progress=progress)
+    return extract_features(cfg.backbone, dataset, cache_dir=cache_dir(), progress=progress, strict=cfg.strict)
+
+def _positions(dataset) -> dict:
+    "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
+    return {n: i for i, n in enumerate(dataset.names)}
 
 def _grid_feats(feats, name): return feats[name].feats.float()
 
 def _kmeans_maps(dataset, feats, cfg, k, progress):
-    "Raw k-means: fit on a sample of pixels, then yield `(index, grid labels)` per image."
+    "Raw k-means: fit on a sample of pixels, then yield `(name, grid labels)` per image."
     g = torch.Generator().manual_seed(cfg.seed)
     per = max(1, cfg.fit_pixels // len(feats))
     xs = []
@@ -109,27 +114,27 @@ def _kmeans_maps(dataset, feats, cfg, k, progress):
         x = _grid_feats(feats, n).flatten(1).T
         xs.append(x[torch.randperm(len(x), generator=g)[:per]])
     km = clusterer('kmeans', k, cfg); km.fit(torch.cat(xs))
-    for i, n in enumerate(feats.names):
+    for n in feats.names:
         f = _grid_feats(feats, n)
-        yield i, km.predict(f.flatten(1).T).view(1, *f.shape[-2:])
+        yield n, km.predict(f.flatten(1).T).view(1, *f.shape[-2:])
 
 def _dsm_maps(dataset, feats, cfg, k, kind, progress):
-    "DSM segments per image, pooled segment features, one dataset-level clustering; yields `(index, grid labels)`."
+    "DSM segments per image, pooled segment features, one dataset-level clustering; yields `(name, grid labels)`."
     from uss_nb.spectral import SpectralConfig, spectral_segments
     from uss_nb.acg import pooled_segment_features
     scfg = SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, seed=cfg.seed)
-    segs, pooled = [], []
-    for i, n in enumerate(_progress(feats.names, progress, 'DSM segments')):
+    segs, pooled, pos = [], [], _positions(dataset)
+    for n in _progress(feats.names, progress, 'DSM segments'):
         f = _grid_feats(feats, n)[None]
-        img = dataset[i][0][None] if cfg.color_lambda > 0 else None
+        img = dataset[pos[n]][0][None] if cfg.color_lambda > 0 else None
         seg = spectral_segments(f, img, scfg)[0]
         segs.append(seg); pooled.append(pooled_segment_features(f, seg))
     labels, _ = clusterer(kind, k, cfg).fit(torch.cat([p.feats for p in pooled]))
     labels, off = torch.as_tensor(labels).long().cpu(), 0
-    for i, (seg, p) in enumerate(zip(segs, pooled)):
+    for n, seg, p in zip(feats.names, segs, pooled):
         lut = torch.full((256,), 255, dtype=torch.long)
         lut[p.label.cpu()] = labels[off:off + len(p.label)]; off += len(p.label)
-        yield i, lut[seg.cpu()]
+        yield n, lut[seg.cpu()]
 
 def _progress(it, on, desc):
     from tqdm.auto import tqdm
@@ -147,14 +152,16 @@ def evaluate_pipeline(data, cfg:EvalConfig=None, progress:bool=True) -> dict:
     feats = _features(ds, cfg, progress)
     maps = (_kmeans_maps(ds, feats, cfg, k, progress) if cfg.pipeline == 'kmeans'
             else _dsm_maps(ds, feats, cfg, k, cfg.pipeline.split('+')[1], progress))
-    conf = Confusion(ds.n_classes, k)
-    for i, grid in maps:
-        target = ds[i][1]
+    conf, pos = Confusion(ds.n_classes, k), _positions(ds)
+    for name, grid in maps:
+        i = pos[name]; target = ds[i][1]
         if target is None: raise BadInputError(ds.image_paths[i] if hasattr(ds, 'image_paths') else f'item {i}', 'has no label to evaluate against')
         conf.update(upsample_labels(grid, target.shape[-2:], k)[0], target)
+    if conf.n_pixels == 0: raise BadInputError(getattr(ds, 'desc', None) or str(data), 'no labelled pixel to score: every target pixel is 255 (ignore)')
     s = conf.score(class_names=ds.classes)
     return dict(pipeline=cfg.pipeline, data=str(data), backbone=cfg.backbone, seed=cfg.seed, miou=s.miou, acc=s.acc,
                 per_class=s.rows(), seconds=time.perf_counter() - t0, n_images=len(ds),
+                n_scored=len(feats.names), skipped=feats.skipped,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, config=asdict(cfg), table=s.table())
 
 def subset(ds, idx):
@@ -201,15 +208,16 @@ def _save_fig(fig, path):
     plt.close(fig)
 
 # %% ../nbs/12_pipelines.ipynb #d0cf9177
-def segment_images(dataset, cfg:DemoConfig, progress:bool=True):
-    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each image of `dataset` by DSM."
+def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=False):
+    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each readable image of `dataset` by DSM."
     from uss_nb.features import extract_features
     from uss_nb.spectral import spectral_segments
     seed_everything(cfg.seed)
-    feats = extract_features(cfg.backbone, dataset, progress=progress)
+    feats = extract_features(cfg.backbone, dataset, progress=progress, strict=strict)
     scfg = _spectral_cfg(cfg)
-    for i, name in enumerate(feats.names):
-        img = dataset[i][0]
+    pos = _positions(dataset)
+    for name in feats.names:
+        img = dataset[pos[name]][0]
         f = feats[name].feats[None].float()
         seg, vals, vecs = spectral_segments(f, img[None], scfg, size=tuple(img.shape[-2:]))
         yield name, img, seg[0], vals[0], vecs[0], tuple(f.shape[-2:])
@@ -295,15 +303,22 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              n_segments:Param('DSM: segments per image', int)=EvalConfig.n_segments,
              color_lambda:Param('DSM: weight of the KNN colour affinity', float)=EvalConfig.color_lambda,
              json:Param('print one JSON line instead of the table', bool)=False,
-             quiet:Param('no progress bars', bool)=False):
+             quiet:Param('no progress bars', bool)=False,
+             strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
     "Run a pipeline on a labelled split and print Hungarian-matched mIoU, pixel accuracy and the per-class IoU table."
     from uss_nb.data import get_dataset
     check_pipeline(pipeline); ds = get_dataset(data)   # bad names fail before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
-                     color_lambda=color_lambda)
-    r = evaluate_pipeline(ds, cfg, progress=not quiet); r['data'] = data
+                     color_lambda=color_lambda, strict=strict)
+    with warnings.catch_warnings():   # the skipped files are listed once, at the end
+        warnings.filterwarnings('ignore', message=r'\d+ of \d+ images could not be read')
+        r = evaluate_pipeline(ds, cfg, progress=not quiet)
+    r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
     else: print(f"{pipeline} on {data}: mIoU {r['miou']:.1f}  accuracy {r['acc']:.1f}  ({r['seconds']:.0f} s)\n\n{r['table']}")
+    if r['skipped']:
+        print(f"uss eval: {len(r['skipped'])} of {r['n_images']} images could not be read and were not scored (--strict stops instead):\n"
+              + '\n'.join(f'  {m}' for m in r['skipped'].values()), file=sys.stderr)
 
 SUBCOMMANDS = {'demo': uss_demo, 'eval': uss_eval}
 
