@@ -172,20 +172,23 @@ def _split(root, n=3, bad=True, all_ignore=False):
         Image.fromarray(lab[:40]).save(d/'val'/'labels'/f'im{n + 2}.png')                          # wrong size
     return d
 
-def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path):
+def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys):
+    "`uss eval` (its entry point, in this process to save an interpreter start) on a split with three bad items."
+    from uss_nb.pipelines import main
     _split(tmp_path)
-    env = child_env(USS_DATA=str(tmp_path), USS_CACHE=str(tmp_path/'cache'))
-    cmd = [sys.executable, '-c', 'from uss_nb.pipelines import main; main()', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans',
-           '--backbone', 'tiny_vit', '--quiet']
-    r = subprocess.run(cmd + ['--json'], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
+    monkeypatch.setattr(sys, 'argv', cmd + ['--json']); main()
+    out, err = capsys.readouterr()
+    res = json.loads(out.strip().splitlines()[-1])
     assert res['n_scored'] == 3 and sorted(res['skipped']) == ['im3', 'im4', 'im5']
-    tail = r.stderr.strip().splitlines()
-    assert '3 of 6 images could not be read' in r.stderr and all(f'im{i}.png' in '\n'.join(tail[-3:]) for i in (3, 4, 5))
+    tail = err.strip().splitlines()
+    assert '3 of 6 images could not be read' in tail[-4] and all(f'im{i}.png' in tail[-3 + i - 3] for i in (3, 4, 5)), err
     assert sum(c['n_pixels'] for c in res['per_class']) == 3 * 48 * 64
-    r = subprocess.run(cmd + ['--strict'], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 2 and 'im3.png' in r.stderr and 'empty file' in r.stderr, r.stderr
+    monkeypatch.setattr(sys, 'argv', cmd + ['--strict'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and 'im3.png' in err and 'empty file' in err, err
 
 # ---------------------------------------------------------------------------------------------------------------
 # Bad labels
