@@ -190,6 +190,21 @@ def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'im3.png' in err and 'empty file' in err, err
 
+def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
+    "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
+    from uss_nb.pipelines import main
+    cmd = ['uss', 'segment', str(mixed_folder), '--out', str(tmp_path/'out'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit',
+           '--n_clusters', '2', '--size', '64', '--quiet']
+    monkeypatch.setattr(sys, 'argv', list(cmd)); main()
+    out, err = capsys.readouterr()
+    assert 'segmented 3 images' in out
+    assert sorted(p.name for p in (tmp_path/'out').glob('*_labels.png')) == ['good0_labels.png', 'good1_labels.png', 'good2_labels.png']
+    tail = err.strip().splitlines()
+    assert '3 of 6 images could not be read' in tail[-4] and [f in l for f, l in zip(('cut.jpg', 'empty.jpg', 'one.png'), tail[-3:])] == [True] * 3, err
+    monkeypatch.setattr(sys, 'argv', cmd + ['--strict'])
+    with pytest.raises(SystemExit) as e: main()
+    assert e.value.code == 2 and 'cut.jpg' in capsys.readouterr().err
+
 # ---------------------------------------------------------------------------------------------------------------
 # Bad labels
 
