@@ -10,7 +10,7 @@ __all__ = ['PIPELINES', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palett
            'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform
+import sys, time, json, platform, warnings, contextlib
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.script import call_parse, Param
-from .core import BadInputError, get_device, seed_everything, atomic_write, save_json
+from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json
 
 # %% ../nbs/12_pipelines.ipynb #e6b8ef78
 def palette(n:int=256, seed:int=0) -> np.ndarray:
@@ -73,6 +73,7 @@ class EvalConfig:
     ckpt: str = None            # ACG/STEGO: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
     crf_temperature: float = 0.05  # softmax temperature of the cosine scores fed to the CRF
+    strict: bool = False        # fail on the first unreadable image or label instead of skipping and listing it
 
 def cache_dir() -> Path:
     "Where dense features are cached: `$USS_CACHE` or `~/.cache/uss_nb/features`."
@@ -107,7 +108,11 @@ def clusterer(kind:str, k:int, cfg:EvalConfig):
 
 def _features(dataset, cfg, progress):
     from uss_nb.features import extract_features
-    return extract_features(cfg.backbone, dataset, cache_dir=cache_dir(), progress=progress)
+    return extract_features(cfg.backbone, dataset, cache_dir=cache_dir(), progress=progress, strict=cfg.strict)
+
+def _positions(dataset) -> dict:
+    "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
+    return {n: i for i, n in enumerate(dataset.names)}
 
 def _grid_feats(feats, name): return feats[name].feats.float()
 
@@ -131,9 +136,9 @@ def _kmeans_maps(dataset, feats, cfg, k, progress):
 def _dsm_segments(dataset, feats, cfg, progress):
     "Deep Spectral Methods' per-image segments (1,h,w) of every image."
     from uss_nb.spectral import SpectralConfig, spectral_segments
-    scfg = SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, seed=cfg.seed)
-    for i, n in enumerate(_progress(feats.names, progress, 'DSM segments')):
-        img = dataset[i][0][None] if cfg.color_lambda > 0 else None
+    scfg, pos = SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, seed=cfg.seed), _positions(dataset)
+    for n in _progress(feats.names, progress, 'DSM segments'):
+        img = dataset[pos[n]][0][None] if cfg.color_lambda > 0 else None
         yield spectral_segments(_grid_feats(feats, n)[None], img, scfg)[0]
 
 def _acg_segments(dataset, feats, cfg, progress):
@@ -170,13 +175,16 @@ def _stego_maps(dataset, feats, cfg, k, progress):
     for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, _grid_feats(feats, n)[None]), None
 
 def pipeline_maps(dataset, feats, cfg:EvalConfig, k:int, progress:bool=False):
-    "Yield `(index, grid labels (1,h,w), scores (1,k,h,w) or None)` for every image of `dataset` by pipeline `cfg.pipeline`."
+    "Yield `(index in dataset, grid labels (1,h,w), scores (1,k,h,w) or None)` for every image in `feats` by pipeline `cfg.pipeline`."
     p = check_pipeline(cfg.pipeline)
-    if p == 'kmeans': return _kmeans_maps(dataset, feats, cfg, k, progress)
-    if p == 'stego': return _stego_maps(dataset, feats, cfg, k, progress)
-    seg, kind = p.split('+')
-    segments = (_dsm_segments if seg == 'dsm' else _acg_segments)(dataset, feats, cfg, progress)
-    return _segment_maps(dataset, feats, cfg, k, kind, segments, progress)
+    if p == 'kmeans': maps = _kmeans_maps(dataset, feats, cfg, k, progress)
+    elif p == 'stego': maps = _stego_maps(dataset, feats, cfg, k, progress)
+    else:
+        seg, kind = p.split('+')
+        segments = (_dsm_segments if seg == 'dsm' else _acg_segments)(dataset, feats, cfg, progress)
+        maps = _segment_maps(dataset, feats, cfg, k, kind, segments, progress)
+    pos = _positions(dataset)                  # the generators count images of `feats`; unreadable ones are not there
+    return ((pos[feats.names[i]], grid, scores) for i, grid, scores in maps)
 
 def _progress(it, on, desc):
     from tqdm.auto import tqdm
@@ -235,9 +243,11 @@ def evaluate_pipeline(data, cfg:EvalConfig=None, progress:bool=True) -> dict:
         image, target, _ = ds[i]
         if target is None: raise BadInputError(ds.image_paths[i] if hasattr(ds, 'image_paths') else f'item {i}', 'has no label to evaluate against')
         conf.update(_final(image, grid, scores, cfg, k, target.shape[-2:]), target)
+    if conf.n_pixels == 0: raise BadInputError(getattr(ds, 'desc', None) or str(data), 'no labelled pixel to score: every target pixel is 255 (ignore)')
     s = conf.score(class_names=ds.classes)
     return dict(pipeline=cfg.pipeline, data=str(data), backbone=cfg.backbone, seed=cfg.seed, miou=s.miou, acc=s.acc,
                 per_class=s.rows(), seconds=time.perf_counter() - t0, n_images=len(ds),
+                n_scored=len(feats.names), skipped=feats.skipped,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, config=asdict(cfg), table=s.table())
 
 def subset(ds, idx):
@@ -284,15 +294,16 @@ def _save_fig(fig, path):
     plt.close(fig)
 
 # %% ../nbs/12_pipelines.ipynb #d0cf9177
-def segment_images(dataset, cfg:DemoConfig, progress:bool=True):
-    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each image of `dataset` by DSM."
+def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=False):
+    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each readable image of `dataset` by DSM."
     from uss_nb.features import extract_features
     from uss_nb.spectral import spectral_segments
     seed_everything(cfg.seed)
-    feats = extract_features(cfg.backbone, dataset, progress=progress)
+    feats = extract_features(cfg.backbone, dataset, progress=progress, strict=strict)
     scfg = _spectral_cfg(cfg)
-    for i, name in enumerate(feats.names):
-        img = dataset[i][0]
+    pos = _positions(dataset)
+    for name in feats.names:
+        img = dataset[pos[name]][0]
         f = feats[name].feats[None].float()
         seg, vals, vecs = spectral_segments(f, img[None], scfg, size=tuple(img.shape[-2:]))
         yield name, img, seg[0], vals[0], vecs[0], tuple(f.shape[-2:])
@@ -363,7 +374,7 @@ def image_dataset(paths, size:int=None, recursive:bool=False):
     return SegDataset(files, None, names, (), WorkingRes(size=size) if size else None, 'images')
 
 def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=6, size:int=320, progress:bool=True) -> list:
-    "Segment the images `paths` with pipeline `cfg` into `n_clusters` classes; write overlays and label maps into `out`."
+    "Segment the images `paths` with pipeline `cfg` into `n_clusters` classes; write overlays and label maps into `out`; unreadable files are listed in `segments.json` (or stop the run with `cfg.strict`)."
     cfg, out = cfg or EvalConfig(pipeline='kmeans'), Path(out)
     check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine')
     if cfg.refine == 'crf': _densecrf()
@@ -371,7 +382,7 @@ def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=6, 
     _writable(out)
     from uss_nb.features import extract_features
     seed_everything(cfg.seed)
-    feats = extract_features(cfg.backbone, ds, progress=progress)
+    feats = extract_features(cfg.backbone, ds, progress=progress, strict=cfg.strict)
     rows = []
     for i, grid, scores in pipeline_maps(ds, feats, cfg, n_clusters, progress):
         image, _, name = ds[i]
@@ -379,7 +390,7 @@ def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=6, 
         _save_png(overlay(image, lab), out/f'{name}_overlay.png')
         _save_png(lab.clamp(max=255).to(torch.uint8).numpy(), out/f'{name}_labels.png')
         rows.append(dict(name=name, source=str(ds.image_paths[i]), size=list(lab.shape), clusters=sorted(int(c) for c in lab.unique())))
-    save_json(dict(config=asdict(cfg), n_clusters=n_clusters, size=size, images=rows), out/'segments.json')
+    save_json(dict(config=asdict(cfg), n_clusters=n_clusters, size=size, images=rows, skipped=feats.skipped), out/'segments.json')
     return rows
 
 # %% ../nbs/12_pipelines.ipynb #85b963b5
@@ -416,6 +427,18 @@ def get_bench(name:str):
     return getattr(importlib.import_module(mod), fn)
 
 # %% ../nbs/12_pipelines.ipynb #9828b4de
+@contextlib.contextmanager
+def _quiet_skips():
+    "Silence the features' warning about skipped images: the command lists them once, at the end."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'\d+ of \d+ images could not be read')
+        yield
+
+def _print_skipped(cmd, skipped, n, what):
+    "List the unreadable files at the end of a command's output, on stderr."
+    if skipped: print(f"uss {cmd}: {len(skipped)} of {n} images could not be read and were {what} (--strict stops instead):\n"
+                      + '\n'.join(f'  {m}' for m in skipped.values()), file=sys.stderr)
+
 @call_parse
 def uss_demo(out:Param('output folder', str)='outputs',
              backbone:Param('backbone name (see uss_nb.backbones.list_backbones)', str)='vgg19',
@@ -440,15 +463,18 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              steps:Param('stego: training steps', int)=EvalConfig.stego_steps,
              epochs:Param('acg+kmeans: training epochs', int)=EvalConfig.acg_epochs,
              json:Param('print one JSON line instead of the table', bool)=False,
-             quiet:Param('no progress bars', bool)=False):
+             quiet:Param('no progress bars', bool)=False,
+             strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
     "Run a pipeline on a labelled split and print Hungarian-matched mIoU, pixel accuracy and the per-class IoU table."
     from uss_nb.data import get_dataset
     check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); ds = get_dataset(data)   # bad names fail before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
-                     color_lambda=color_lambda, refine=refine, ckpt=ckpt, stego_steps=steps, acg_epochs=epochs)
-    r = evaluate_pipeline(ds, cfg, progress=not quiet); r['data'] = data
+                     color_lambda=color_lambda, refine=refine, ckpt=ckpt, stego_steps=steps, acg_epochs=epochs, strict=strict)
+    with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
+    r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
     else: print(f"{pipeline} on {data}: mIoU {r['miou']:.1f}  accuracy {r['acc']:.1f}  ({r['seconds']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB)\n\n{r['table']}")
+    _print_skipped('eval', r['skipped'], r['n_images'], 'not scored')
 
 @call_parse
 def uss_segment(images:Param('image files and/or folders of images', str, nargs='+'),
@@ -460,11 +486,15 @@ def uss_segment(images:Param('image files and/or folders of images', str, nargs=
                 refine:Param(f"label-map refinement: {', '.join(REFINERS)}", str)='none',
                 ckpt:Param('acg+kmeans / stego: checkpoint made by `uss train`', str)=None,
                 seed:Param('random seed', int)=0,
-                quiet:Param('no progress bars', bool)=False):
+                quiet:Param('no progress bars', bool)=False,
+                strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
     "Segment your own images (no labels needed): writes NAME_overlay.png, NAME_labels.png and segments.json to `out`."
-    rows = segment_paths(images, out, EvalConfig(pipeline=pipeline, backbone=backbone, refine=refine, ckpt=ckpt, seed=seed),
-                         n_clusters=n_clusters, size=size, progress=not quiet)
+    with _quiet_skips():
+        rows = segment_paths(images, out, EvalConfig(pipeline=pipeline, backbone=backbone, refine=refine, ckpt=ckpt, seed=seed, strict=strict),
+                             n_clusters=n_clusters, size=size, progress=not quiet)
     print(f'segmented {len(rows)} images into {out}')
+    skipped = load_json(Path(out)/'segments.json')['skipped']
+    _print_skipped('segment', skipped, len(rows) + len(skipped), 'not segmented')
 
 @call_parse
 def uss_train(ckpt:Param('checkpoint file to write (training resumes from it when it exists)', str),
@@ -475,12 +505,13 @@ def uss_train(ckpt:Param('checkpoint file to write (training resumes from it whe
               steps:Param('stego: training steps', int)=EvalConfig.stego_steps,
               epochs:Param('acg+kmeans: training epochs', int)=EvalConfig.acg_epochs,
               seed:Param('random seed', int)=0,
-              quiet:Param('no progress output', bool)=False):
+              quiet:Param('no progress output', bool)=False,
+              strict:Param('stop at the first unreadable image or label instead of skipping it', bool)=False):
     "Train the head of a trained pipeline on a split's cached features into `ckpt`, for `uss eval/segment --ckpt`."
     from uss_nb.data import get_dataset
     _check(pipeline, TRAINED, 'pipeline to train'); ds = get_dataset(data)
     train_pipeline(ds, EvalConfig(pipeline=pipeline, backbone=backbone, n_clusters=n_clusters, stego_steps=steps,
-                                  acg_epochs=epochs, seed=seed, ckpt=ckpt), progress=not quiet)
+                                  acg_epochs=epochs, seed=seed, ckpt=ckpt, strict=strict), progress=not quiet)
     print(f'trained {pipeline} on {data}: {ckpt}')
 
 SUBCOMMANDS = {'demo': uss_demo, 'eval': uss_eval, 'segment': uss_segment, 'train': uss_train}
