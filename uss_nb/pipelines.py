@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['PIPELINES', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'EvalConfig',
-           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'pipeline_maps', 'refine_crf',
-           'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images', 'run_demo', 'image_dataset',
-           'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main',
-           'bench_main']
+           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'pipeline_maps',
+           'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images', 'run_demo',
+           'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment',
+           'uss_train', 'main', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform, warnings, contextlib
+import sys, time, json, platform, functools, warnings, contextlib
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -106,9 +106,15 @@ def clusterer(kind:str, k:int, cfg:EvalConfig):
     if kind == 'abc': return ABC(k, epochs=cfg.abc_epochs, seed=cfg.seed)
     raise BadInputError('clusterer', f'unknown {kind!r}; valid: kmeans, otc, abc')
 
+@functools.lru_cache(maxsize=2)
+def load_backbone(name:str):
+    "The backbone `name` on the default device, loaded once per process (evaluations in a loop reuse it)."
+    from uss_nb.backbones import get_backbone
+    return get_backbone(name)
+
 def _features(dataset, cfg, progress):
     from uss_nb.features import extract_features
-    return extract_features(cfg.backbone, dataset, cache_dir=cache_dir(), progress=progress, strict=cfg.strict)
+    return extract_features(load_backbone(cfg.backbone), dataset, cache_dir=cache_dir(), progress=progress, strict=cfg.strict)
 
 def _positions(dataset) -> dict:
     "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
@@ -382,7 +388,7 @@ def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=6, 
     _writable(out)
     from uss_nb.features import extract_features
     seed_everything(cfg.seed)
-    feats = extract_features(cfg.backbone, ds, progress=progress, strict=cfg.strict)
+    feats = extract_features(load_backbone(cfg.backbone), ds, progress=progress, strict=cfg.strict)
     rows = []
     for i, grid, scores in pipeline_maps(ds, feats, cfg, n_clusters, progress):
         image, _, name = ds[i]
