@@ -89,7 +89,8 @@ def test_no_page_loads_from_the_internet(site):
 
 def test_figure_less_pages_are_known(site):
     "The list of pages without figures is the truth: a figure added to one of them, or lost elsewhere, fails here."
-    assert {nb.stem for nb in NBS if expected(nb.stem)['figures'] == 0} == FIGURELESS
+    none = {nb.stem for nb in NBS if expected(nb.stem)['figures'] == 0}
+    assert none == FIGURELESS, f'pages without figures are {sorted(none)}, FIGURELESS says {sorted(FIGURELESS)}: update one or the other'
 
 FIGURES_JS = """
 const imgs = [...document.querySelectorAll('.cell-output img[src^="data:image"], .cell-output svg')]
@@ -100,7 +101,7 @@ const heads = [...document.querySelectorAll('h1,h2,h3,h4,h5')].map(h => h.textCo
 const widgets = [...document.querySelectorAll('.uss-widget-static')].map(w => w.querySelectorAll('input[disabled], select[disabled]').length);
 const res = performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);
 const math = document.querySelectorAll('span.math').length, typeset = document.querySelectorAll('span.math .katex').length;
-return {images: imgs.length, plots: plots.length, drawn: drawn.length, heads, widgets, res, title: document.title,
+return {ready: document.readyState, images: imgs.length, plots: plots.length, drawn: drawn.length, heads, widgets, res, title: document.title,
         h1: (document.querySelector('h1') || {}).textContent, math, typeset, texerr: document.querySelectorAll('.katex-error').length};
 """
 
@@ -108,9 +109,9 @@ return {images: imgs.length, plots: plots.length, drawn: drawn.length, heads, wi
 def test_page_in_chromium(site, driver, shots, stem):
     exp = expected(stem)
     driver.get((site/f'{stem}.html').as_uri())
-    for _ in range(100):   # plotly draws after load
+    for _ in range(200):   # the page loaded, and plotly's figures drawn (after load)
         got = driver.execute_script(FIGURES_JS)
-        if got['drawn'] == got['plots'] and driver.execute_script('return document.readyState') == 'complete': break
+        if got['ready'] == 'complete' and got['drawn'] == got['plots']: break
         time.sleep(0.1)
     full_screenshot(driver, shots/f'{stem}.png')
     assert (shots/f'{stem}.png').stat().st_size > 10_000
