@@ -42,7 +42,8 @@ def modularity(W, S) -> torch.Tensor:
 
 def modularity_loss(x, S, diag:bool=False) -> torch.Tensor:
     "ACSeg's loss: minus the modularity of S (B,N,P) on the affinity graph of pixel tokens x (B,N,D), averaged over images."
-    return -modularity(affinity(x, diag).to(S.dtype), S).mean()
+    q = modularity(affinity(x, diag).to(S.dtype), S)
+    return -q.sum() / max(len(q), 1)                         # an empty batch: 0, not the nan of an empty mean
 
 # %% ../nbs/07_acg.ipynb #126f3887
 class Attention(nn.Module):
@@ -53,7 +54,7 @@ class Attention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
     def forward(self, q, kv):
         B, P, D = q.shape
-        split = lambda t: t.reshape(B, -1, self.h, D // self.h).transpose(1, 2)
+        split = lambda t: t.reshape(B, t.shape[1], self.h, D // self.h).transpose(1, 2)   # explicit length: B may be 0
         Q, K, V = split(self.q(q)), split(self.k(kv)), split(self.v(kv))
         A = (Q @ K.transpose(-1, -2) / math.sqrt(D // self.h)).softmax(-1)    # (B,h,P,N)
         return self.o((A @ V).transpose(1, 2).reshape(B, P, D)), A.mean(1)

@@ -44,17 +44,20 @@ def cluster_bounds(bounds, k:int) -> tuple:
 def coverage_loss(A:torch.Tensor, lo:float, hi:float) -> torch.Tensor:
     "Rows summing below 1, plus column mass outside `[lo·N, hi·N]` divided by `N`."
     N = A.shape[0]
+    if N == 0: return A.sum() * 0.   # an empty batch costs nothing (and has a gradient)
     rows = F.relu(1 - A.sum(1)).mean()
     c = A.sum(0)
     return rows + (F.relu(lo * N - c) + F.relu(c - hi * N)).sum() / N
 
 def disjointness_loss(A:torch.Tensor) -> torch.Tensor:
     "Sum of the off-diagonal of `AᵀA`, divided by `N`."
+    if A.shape[0] == 0: return A.sum() * 0.
     r = A.sum(1)
     return (r.pow(2) - A.pow(2).sum(1)).mean()
 
 def abc_loss(A:torch.Tensor, bounds='seed', w_coverage:float=1., w_disjoint:float=1.) -> torch.Tensor:
     "The ABC loss `w_coverage·coverage + w_disjoint·disjointness` of soft assignments `A (N×K)`."
+    if A.ndim != 2 or A.shape[1] == 0: raise BadInputError('A', f'need soft assignments (N, K) with K >= 1, got shape {tuple(A.shape)}')
     lo, hi = cluster_bounds(bounds, A.shape[1])
     return w_coverage * coverage_loss(A, lo, hi) + w_disjoint * disjointness_loss(A)
 

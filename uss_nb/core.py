@@ -7,7 +7,7 @@ __all__ = ['BadInputError', 'get_device', 'seed_everything', 'atomic_write', 'sa
            'config_hash']
 
 # %% ../nbs/00_core.ipynb #2c3a632b
-import os, json, random, hashlib, tempfile, contextlib, dataclasses
+import os, json, random, zipfile, hashlib, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ import torch
 # %% ../nbs/00_core.ipynb #33240536
 class BadInputError(ValueError):
     "Bad input: the message names the file or argument and what is wrong with it."
-    def __init__(self, what, problem): super().__init__(f"{what}: {problem}")
+    def __init__(self, what, problem=None): super().__init__(str(what) if problem is None else f"{what}: {problem}")
 
 # %% ../nbs/00_core.ipynb #2f0d4b70
 def get_device(device=None) -> torch.device:
@@ -50,10 +50,18 @@ def save(obj, path):
     with atomic_write(path) as f: torch.save(obj, f)
     return Path(path)
 
+def _check_crc(path):
+    "Raise `BadInputError` when the zip archive at `path` (torch's format) holds a member whose CRC-32 does not match."
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()
+    except Exception: return          # not a zip (torch's legacy format) or damaged beyond it: `torch.load` decides
+    if bad is not None: raise BadInputError(path, f'corrupt data: the checksum of {bad!r} does not match (a damaged copy or bit rot)')
+
 def load(path, map_location='cpu'):
     "Load what `save` wrote, with `weights_only=True`; a missing, corrupt or unsafe file raises `BadInputError`."
     path = Path(path)
     if not path.is_file(): raise BadInputError(path, 'no such file')
+    _check_crc(path)
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise BadInputError(path, f'cannot be loaded safely ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
 

@@ -7,7 +7,8 @@ __all__ = ['IMAGE_EXTS', 'VOC_CLASSES', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_LUT'
            'POTSDAM3_CLASSES', 'POTSDAM3_LUT', 'SKIMAGE_SAMPLES', 'data_root', 'InputWarning', 'image_size',
            'read_image', 'read_label', 'resize_to', 'resize_short', 'resize_to_multiple', 'WorkingRes', 'SegDataset',
            'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012', 'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder',
-           'skimage_samples', 'dataset_names', 'get_dataset', 'size_batches', 'collate', 'summarize', 'bench_read']
+           'skimage_samples', 'dataset_names', 'concat_datasets', 'get_dataset', 'size_batches', 'collate', 'summarize',
+           'bench_read']
 
 # %% ../nbs/01_data.ipynb #e5fce81a
 import os, difflib, warnings, collections, threading
@@ -523,12 +524,24 @@ def dataset_names() -> list:
     "Every name `get_dataset` knows."
     return [f'{k}/{s}' for k, (_, splits) in _DATASETS.items() for s in splits] + ['samples']
 
+def concat_datasets(dss) -> SegDataset:
+    "One dataset holding the items of the datasets `dss` (same classes) in order."
+    import copy
+    if len({tuple(d.classes) for d in dss}) > 1: raise BadInputError('datasets', 'cannot join datasets with different classes')
+    out = copy.copy(dss[0])
+    out.image_paths, out.names = [p for d in dss for p in d.image_paths], [n for d in dss for n in d.names]
+    out.label_paths = None if any(d.label_paths is None for d in dss) else [p for d in dss for p in d.label_paths]
+    return out
+
 def get_dataset(name:str, root=None, **kw) -> SegDataset:
-    "The dataset called `name` ('camvid/val', 'samples', ... see `dataset_names()`), or an `ImageFolder` for a folder path."
+    "The dataset `name` ('camvid/val', 'camvid/train+val+test', 'samples', ... see `dataset_names()`), or an `ImageFolder` for a folder."
     if name == 'samples': return skimage_samples(**kw)
     if name in dataset_names():
         key, split = name.split('/', 1)
         return _DATASETS[key][0](split, root=root, **kw)
+    key, _, split = name.partition('/')
+    if '+' in split and all(f'{key}/{s}' in dataset_names() for s in split.split('+')):
+        return concat_datasets([get_dataset(f'{key}/{s}', root, **kw) for s in split.split('+')])
     if Path(name).expanduser().is_dir(): return ImageFolder(Path(name).expanduser(), **kw)
     close = difflib.get_close_matches(name, dataset_names(), n=3)
     raise BadInputError(name, f'unknown dataset{" (did you mean " + " or ".join(close) + "?)" if close else ""}; valid names: {", ".join(dataset_names())}, or a folder of images')

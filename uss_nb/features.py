@@ -8,7 +8,7 @@ __all__ = ['FORMAT', 'as_image', 'resized_size', 'resize_image', 'RandomImages',
            'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
-import os, sys, time, math, platform, tempfile, contextlib, dataclasses
+import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 import uss_nb
 from .core import BadInputError, save, load, save_json, load_json, config_hash, get_device
 from .backbones import Backbone, DenseOut, get_backbone
+from .data import InputWarning
 
 # %% ../nbs/03_features.ipynb #e75b1963
 def as_image(img, what='image'):
@@ -122,8 +123,9 @@ def read_entry(path, name, h, backbone, size=None):
 # %% ../nbs/03_features.ipynb #bf44e8f0
 class FeatureSet(Mapping):
     "Mapping name -> `DenseOut` in dataset order; in memory, or read lazily from a cache folder."
-    def __init__(self, names, config, mem=None, folder=None, backbone=None):
+    def __init__(self, names, config, mem=None, folder=None, backbone=None, skipped=None):
         self.names, self.config, self.mem, self.folder, self._bb = list(names), config, mem, folder, backbone
+        self.skipped = dict(skipped or {})   # name -> why the image could not be read (not in `names`)
     def __len__(self): return len(self.names)
     def __iter__(self): return iter(self.names)
     def __contains__(self, name): return name in self._index
@@ -137,7 +139,9 @@ class FeatureSet(Mapping):
         out = read_entry(entry_path(self.folder, name), name, config_hash(self.config), self._bb)
         if out is None: raise BadInputError(entry_path(self.folder, name), 'cache entry missing or corrupt; run extract_features again')
         return out
-    def __repr__(self): return f'FeatureSet({len(self)} images, {self.config.backbone}, {"cache " + str(self.folder) if self.folder else "in memory"})'
+    def __repr__(self):
+        bad = f', {len(self.skipped)} unreadable skipped' if self.skipped else ''
+        return f'FeatureSet({len(self)} images{bad}, {self.config.backbone}, {"cache " + str(self.folder) if self.folder else "in memory"})'
 
 # %% ../nbs/03_features.ipynb #8830525d
 def _identity(x): return x
@@ -145,12 +149,32 @@ def _identity(x): return x
 def _check_unique(names):
     if len(set(names)) != len(names): raise BadInputError('dataset', 'image names are not unique; the cache is keyed by name')
 
-def _items(dataset, idxs, num_workers):
-    "Yield dataset items `idxs` in order, loaded by `num_workers` processes when > 0."
+class _Unreadable:
+    "Stands in for item `i` that could not be loaded; `msg` says why (picklable, so it crosses loader processes)."
+    def __init__(self, i, msg): self.i, self.msg = i, msg
+
+class _Guarded:
+    "`dataset` with items whose loading raises `BadInputError` returned as `_Unreadable` instead."
+    def __init__(self, dataset): self.dataset = dataset
+    def __len__(self): return len(self.dataset)
+    def __getitem__(self, i):
+        try: return self.dataset[i]
+        except BadInputError as e: return _Unreadable(i, str(e))
+
+def _items(dataset, idxs, num_workers, strict=True):
+    "Yield dataset items `idxs` in order, loaded by `num_workers` processes when > 0; unless `strict`, unreadable ones as `_Unreadable`."
+    if not strict: dataset = _Guarded(dataset)
     if num_workers <= 0:
         for i in idxs: yield dataset[i]
     else:
         yield from torch.utils.data.DataLoader(dataset, batch_size=None, sampler=list(idxs), num_workers=num_workers, collate_fn=_identity)
+
+def _report_skipped(skipped, n):
+    "Warn once, listing every unreadable image; fail when none could be read."
+    lines = '\n'.join(f'  {m}' for m in skipped.values())
+    if len(skipped) == n: raise BadInputError('dataset', f'none of the {n} images could be read:\n{lines}')
+    warnings.warn(f'{len(skipped)} of {n} images could not be read and were skipped (strict=True makes this an error):\n{lines}',
+                  InputWarning, stacklevel=3)
 
 def _autocast(device, compute):
     "bf16 autocast when `compute` says so, else nothing."
@@ -163,8 +187,9 @@ def _run(backbone, imgs, device, channels_last, compute):
 
 # %% ../nbs/03_features.ipynb #9181696e
 def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize=None, dtype:str='float16',
-                     device=None, num_workers:int=0, channels_last=None, amp=None, progress:bool=True) -> FeatureSet:
-    "Dense features of every image of `dataset` with `backbone` (a `Backbone` or a name), batched by size, cached in `cache_dir`."
+                     device=None, num_workers:int=0, channels_last=None, amp=None, progress:bool=True,
+                     strict:bool=False) -> FeatureSet:
+    "Dense features of every image of `dataset` with `backbone` (a `Backbone` or a name), batched by size, cached in `cache_dir`; unreadable images are skipped and listed unless `strict`."
     if isinstance(backbone, str): backbone = get_backbone(backbone, device=device)
     device = get_device(device) if device is not None else backbone.device
     backbone = backbone.to(device).eval()
@@ -181,7 +206,7 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     if names is not None: _check_unique(names)
     todo = [i for i in range(len(dataset)) if names is None or folder is None or
             read_entry(entry_path(folder, names[i]), names[i], h, backbone) is None]
-    seen, buckets = [None] * len(dataset), {}
+    seen, buckets, skipped = [None] * len(dataset), {}, {}
     def flush(key):
         ids, imgs, sizes = zip(*buckets.pop(key))
         out = _run(backbone, list(imgs), device, channels_last, compute)
@@ -191,7 +216,10 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
             else: mem[name] = DenseOut(e['feats'], e['cls'], e['attn'])
         bar.update(len(ids))
     with torch.inference_mode(), tqdm(total=len(todo), desc=backbone.name, disable=not progress) as bar:
-        for i, (img, _, name) in zip(todo, _items(dataset, todo, num_workers)):
+        for i, item in zip(todo, _items(dataset, todo, num_workers, strict)):
+            if isinstance(item, _Unreadable):
+                skipped[names[i] if names is not None else f'item {i}'] = item.msg; bar.update(1); continue
+            img, _, name = item
             if names is not None and name != names[i]: raise BadInputError('dataset', f'item {i} is named {name!r} but dataset.names[{i}] is {names[i]!r}')
             seen[i] = name
             if names is None and folder is not None and read_entry(entry_path(folder, name), name, h, backbone) is not None:
@@ -201,10 +229,11 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
             buckets.setdefault(key, []).append((i, img, key))
             if len(buckets[key]) >= batch_size: flush(key)
         for key in list(buckets): flush(key)
-    all_names = names if names is not None else [n if n is not None else dataset[i][2] for i, n in enumerate(seen)]
+    if skipped: _report_skipped(skipped, len(dataset))
+    all_names = [n for n in names if n not in skipped] if names is not None else [n for n in seen if n is not None]
     _check_unique(all_names)
     if mem is not None: mem = {n: mem[n] for n in all_names}
-    return FeatureSet(all_names, cfg, mem, folder, backbone)
+    return FeatureSet(all_names, cfg, mem, folder, backbone, skipped)
 
 # %% ../nbs/03_features.ipynb #9ad50304
 def pca_rgb(feats, q:int=3):

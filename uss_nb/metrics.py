@@ -101,11 +101,12 @@ def _matrix(matrix) -> torch.Tensor:
     return m.long()
 
 def hungarian_match(matrix) -> torch.Tensor:
-    "One-to-one cluster -> class map maximising matched pixels; clusters left without a class map to -1."
-    m = _matrix(matrix)
-    rows, cols = linear_sum_assignment(m.numpy(), maximize=True)
+    "One-to-one cluster -> class map maximising matched pixels; clusters left without a class map to -1; ties never depend on cluster ids."
+    m = _matrix(matrix).numpy()
+    order = np.lexsort(m.T[::-1])                       # clusters sorted by their counts: the ids cannot break ties
+    rows, cols = linear_sum_assignment(m[order], maximize=True)
     out = torch.full((m.shape[0],), -1, dtype=torch.int64)
-    out[torch.as_tensor(rows, dtype=torch.int64)] = torch.as_tensor(cols, dtype=torch.int64)
+    out[torch.as_tensor(order[rows], dtype=torch.int64)] = torch.as_tensor(cols, dtype=torch.int64)
     return out
 
 def many_to_one_match(matrix) -> torch.Tensor:

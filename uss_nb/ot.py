@@ -80,6 +80,21 @@ def _check_cost(cost, eps, reg_type):
         raise BadInputError('cost', 'must be a floating tensor of shape (..., n, m)')
     if not eps > 0: raise BadInputError('eps', f'must be positive, got {eps}')
     if reg_type not in ('kl', 'entropy'): raise BadInputError('reg_type', f"must be 'kl' or 'entropy', got {reg_type!r}")
+    if bool(torch.isnan(cost).any() | (cost == -math.inf).any()):
+        raise BadInputError('cost', 'contains NaN or -inf (an infinite cost, +inf, is allowed: that pair is forbidden)')
+
+def _check_mass(la, lb):
+    "Balanced transport needs the same positive total mass on both sides."
+    ma, mb = la.exp().sum(-1), lb.exp().sum(-1)
+    if bool((ma <= 0).any() | (mb <= 0).any()): raise BadInputError('a, b', 'a marginal has no mass (all zeros)')
+    if not torch.allclose(ma, mb, rtol=1e-4, atol=0):
+        raise BadInputError('a, b', f'balanced transport needs equal total masses, got {ma.max().item():.6g} and {mb.max().item():.6g}; '
+                                    'normalise them or relax a constraint (tau_a, tau_b)')
+
+def _fill_potentials(K, u, v, ra, rb):
+    "Give points of zero mass (potential -inf) the finite value their update takes at unit mass; the plan does not use them."
+    u2 = torch.where(u.isfinite(), u, -ra * torch.logsumexp(K + v[:, None, :], 2))
+    return u2, torch.where(v.isfinite(), v, -rb * torch.logsumexp(K + u[:, :, None], 1))
 
 # %% ../nbs/05_ot.ipynb #e94a4f11
 def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
@@ -103,6 +118,7 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
     K = K.expand(*batch, n, m).reshape(-1, n, m)
     la, lb = _log_marginal(a, n, batch, K, 'a'), _log_marginal(b, m, batch, K, 'b')
     ra, rb = _rho(tau_a, eps), _rho(tau_b, eps)
+    if ra == rb == 1. and (a is not None or b is not None): _check_mass(la, lb)
     ca, cb = (1., 1.) if reg_type == 'kl' else (ra, rb)
     balanced = ra == rb == 1.
     lse = _LSE(K, fast=K.device.type == 'cpu' and n * m >= 4096 if fast == 'auto' else fast)
@@ -122,6 +138,7 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
             if err.max() < tol: it += 1; break
         lse.absorb(u, v)
     plan = (K + u[:, :, None] + v[:, None, :]).exp()
+    if not bool(u.isfinite().all() & v.isfinite().all()): u, v = _fill_potentials(K, u, v, ra, rb)
     shape = lambda x: x.reshape(tuple(batch) + tuple(x.shape[1:]))
     return SinkhornResult(shape(plan), shape(u * eps), shape(v * eps), it, shape(err), bool(err.max() < tol))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import scipy.sparse
+import scipy.sparse, scipy.linalg
 from scipy.sparse.linalg import eigsh
 from .core import BadInputError, seed_everything
 
@@ -150,10 +150,17 @@ def _scipy_problems(W, kind='generalized'):
         else: raise BadInputError('kind', f"{kind!r} is not 'generalized' or 'sym'")
     return out
 
+def _are_eigenpairs(L, M, e, v, tol=1e-6):
+    "Whether the columns of `v` are eigenvectors of `L v = e M v` (`M=None`: identity) with relative residual below `tol`."
+    Mv = v if M is None else M @ v
+    return bool(np.isfinite(e).all() and np.isfinite(v).all()
+                and np.abs(L @ v - Mv * e).max() <= tol * max(1., np.abs(L).max()) * max(1., np.abs(e).max()))
+
 def _eigsh(L, M, k):
-    "Shift-invert `eigsh` about 0 as DSM, falling back to `which='SM'`; ascending."
+    "Shift-invert `eigsh` about 0 as DSM, falling back to `which='SM'`, then to dense `eigh` if the pairs are wrong; ascending."
     try: e, v = eigsh(L, k=k, sigma=0, which='LM', M=M)
     except Exception: e, v = eigsh(L, k=k, which='SM', M=M)
+    if not _are_eigenpairs(L, M, e, v): e, v = scipy.linalg.eigh(L, M, subset_by_index=[0, k - 1])
     o = np.argsort(e)
     return e[o], v[:, o]
 
@@ -206,7 +213,9 @@ def eigs_krylov(W, k=20, kind='generalized', block=None, tol=1e-4, min_blocks=3,
     if max_blocks < 2: return eigs_dense(W, k, kind) + ((dict(restarts=0, blocks=0, residual=None),) if return_info else ())
     min_blocks = min(min_blocks, max_blocks)
     u0 = W.sum(-1).clamp_min(0).sqrt()[..., None]   # D^1/2 1, zero on isolated nodes: A u0 = u0
-    u0 = u0/u0.norm(dim=-2, keepdim=True).clamp_min(1e-30)
+    edgeless = (u0 == 0).all(-2)                     # (B,1): no edge at all, A = 0
+    u0 = torch.where(edgeless[..., None], torch.ones_like(u0), u0)
+    u0 = u0/u0.norm(dim=-2, keepdim=True)
     mv = lambda X: s*(W @ (s*X))
     if X0 is None: X0 = torch.randn(B, n, b, generator=torch.Generator().manual_seed(0)).to(W)
     X = _orth(X0[..., :b].to(W), u0)
@@ -225,7 +234,7 @@ def eigs_krylov(W, k=20, kind='generalized', block=None, tol=1e-4, min_blocks=3,
             Qs.append(_orth(Ys[-1], torch.cat([u0, Q], -1)))
         X = U
         if res.max() < tol: break
-    vals = torch.cat([1 - W.new_ones(B, 1), 1 - th[..., :k-1]], -1)   # the deflated trivial pair first
+    vals = torch.cat([edgeless.to(W.dtype), 1 - th[..., :k-1]], -1)   # the deflated trivial pair first (1 - 1, or 1 - 0 without edges)
     vals, vecs = _to_out(vals, torch.cat([u0, U[..., :k-1]], -1), s[..., 0], kind)
     return (vals, vecs, dict(restarts=it, blocks=j + 1, residual=res)) if return_info else (vals, vecs)
 

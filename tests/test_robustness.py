@@ -1,0 +1,523 @@
+"""Reliability: bad input, numerics, interruption and untrusted files (issue 10).
+
+Every case here either converts its input as documented or fails with a `BadInputError` that names the file or
+argument; numeric routines never return NaN or inf; an interrupted run resumes to the same result; nothing that
+loads a file executes code from it. Data are tiny so that the whole file runs in about a minute on two busy cores.
+"""
+import io, os, re, sys, json, math, time, zlib, pickle, signal, struct, warnings, subprocess, textwrap
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from hypothesis import given, settings, HealthCheck, strategies as st
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the checkout's uss_nb, not another install
+
+from uss_nb.core import BadInputError, load, save, load_json, save_json, config_hash
+from uss_nb.data import read_image, read_label, ImageFolder, SplitFolder, SegDataset, InputWarning
+from uss_nb.backbones import tiny_vit, get_backbone
+from uss_nb.features import RandomImages, extract_features, read_entry, entry_path, cache_folder, feature_config
+from uss_nb.ot import sinkhorn, OTC
+from uss_nb.kmeans import KMeans
+from uss_nb.spectral import spectral_eigs, feature_affinity, degrees
+from uss_nb.stego import stego_loss, StegoConfig, ClusterProbe, train_stego
+from uss_nb.attention_clustering import abc_loss, coverage_loss, disjointness_loss, ABC
+from uss_nb.acg import modularity_loss, ACG, ACGConfig, train_acg
+from uss_nb.metrics import Confusion, evaluate, score
+from uss_nb.pipelines import EvalConfig, evaluate_pipeline
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+
+def child_env(**kw):
+    "Environment for a child Python process that imports this checkout's uss_nb with one thread."
+    return {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', **kw}
+
+def finite(*ts): return all(bool(torch.isfinite(t).all()) for t in ts)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad images: each one is converted as documented or refused with an error naming the file
+
+def _png_header_only(w, h):
+    "A PNG that declares w x h pixels but holds no image data (a decompression bomb's header)."
+    chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)) + chunk(b'IEND', b'')
+
+def _jpeg_bytes(im, **kw): b = io.BytesIO(); im.save(b, 'JPEG', **kw); return b.getvalue()
+def _png_bytes(im): b = io.BytesIO(); im.save(b, 'PNG'); return b.getvalue()
+
+def _make(tmp, name, data):
+    p = tmp/name
+    if isinstance(data, Image.Image): data.save(p)
+    else: p.write_bytes(data)
+    return p
+
+REFUSED = {   # file name -> (content maker, words the error must contain besides the file name)
+    'zero.png': (lambda: b'', 'empty file'),
+    'trunc.jpg': (lambda: _jpeg_bytes(Image.fromarray(RGB))[:300], 'truncated'),                  # inside the header
+    'half.jpg': (lambda: (lambda b: b[:len(b) // 2])(_jpeg_bytes(Image.fromarray(RGB))), 'truncated'),  # inside the data
+    'trunc.png': (lambda: _png_bytes(Image.fromarray(RGB))[:200], 'truncated'),
+    'header.png': (lambda: _png_bytes(Image.fromarray(RGB))[:20], 'not a readable image'),
+    'text.jpg': (lambda: b'hello, not an image', 'not a readable image'),
+    'one.png': (lambda: Image.new('RGB', (1, 1)), 'smaller than min_size'),
+    'bomb.png': (lambda: _png_header_only(30000, 30000), 'decompression-bomb'),
+    'nan.tif': (lambda: Image.fromarray(np.full((20, 20), np.nan, np.float32)), 'NaN'),
+}
+
+@pytest.mark.parametrize('name', list(REFUSED))
+def test_bad_image_is_refused_naming_the_file(tmp_path, name):
+    make, words = REFUSED[name]
+    p = _make(tmp_path, name, make())
+    with pytest.raises(BadInputError) as e: read_image(p)
+    assert str(p) in str(e.value) and words.lower() in str(e.value).lower(), str(e.value)
+
+def test_missing_file_and_folder(tmp_path):
+    for p in (tmp_path/'nope.png', tmp_path):
+        with pytest.raises(BadInputError, match='no such file'): read_image(p)
+
+def _alpha(): a = np.dstack([RGB, np.where(np.arange(48) < 24, 0, 255).astype(np.uint8)[None].repeat(40, 0)]); return Image.fromarray(a, 'RGBA')
+
+CONVERTED = {  # file name -> (content maker, expected (3,H,W) float tensor)
+    'grey.png': (lambda: Image.fromarray(RGB[..., 0]), lambda: torch.tensor(RGB[..., 0] / 255.).float().expand(3, 40, 48)),
+    'grey16.png': (lambda: Image.fromarray((RGB[..., 0].astype(np.uint16) * 257)), lambda: torch.tensor(RGB[..., 0].astype(np.uint16) * 257 / 65535.).float().expand(3, 40, 48)),
+    'bits.png': (lambda: Image.fromarray(RGB[..., 0] > 127), lambda: torch.tensor(RGB[..., 0] > 127).float().expand(3, 40, 48)),
+    'palette.png': (lambda: Image.fromarray(RGB).convert('P'), lambda: torch.tensor(np.asarray(Image.fromarray(RGB).convert('P').convert('RGB')) / 255.).float().permute(2, 0, 1)),
+    'cmyk.jpg': (lambda: Image.fromarray(RGB).convert('CMYK'), None),  # checked against Pillow's own conversion below
+    'alpha.png': (_alpha, lambda: torch.where(torch.arange(48) < 24, 1., torch.tensor(RGB / 255.).float().permute(2, 0, 1))),
+    'rgb.bmp': (lambda: Image.fromarray(RGB), lambda: torch.tensor(RGB / 255.).float().permute(2, 0, 1)),
+    'rgb.webp': (lambda: Image.fromarray(RGB), None),
+}
+
+@pytest.mark.parametrize('name', list(CONVERTED))
+def test_image_modes_are_converted_as_documented(tmp_path, name):
+    make, expect = CONVERTED[name]
+    p = _make(tmp_path, name, make())
+    with warnings.catch_warnings(): warnings.simplefilter('error'); x = read_image(p)   # no warning for these
+    assert x.shape == (3, 40, 48) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    if expect is not None: torch.testing.assert_close(x, expect(), atol=1e-6, rtol=0)
+    if name == 'cmyk.jpg':
+        with Image.open(p) as im: ref = torch.tensor(np.asarray(im.convert('RGB')) / 255.).float().permute(2, 0, 1)
+        torch.testing.assert_close(x, ref)
+
+def test_wrong_extension_is_read_with_a_warning(tmp_path):
+    p = _make(tmp_path, 'photo.png', _jpeg_bytes(Image.fromarray(RGB)))
+    with pytest.warns(InputWarning, match=re.escape(str(p)) + '.*JPEG'): x = read_image(p)
+    torch.testing.assert_close(x, read_image(_make(tmp_path, 'photo.jpg', p.read_bytes())))
+
+def test_exif_rotation_is_applied(tmp_path):
+    ex = Image.Exif(); ex[0x0112] = 6       # rotated 90 degrees: stored 48 wide, shown 48 high
+    Image.fromarray(RGB).save(tmp_path/'rot.jpg', exif=ex.tobytes(), quality=95)
+    assert read_image(tmp_path/'rot.jpg').shape == (3, 48, 40)
+    assert read_image(tmp_path/'rot.jpg', exif=False).shape == (3, 40, 48)
+
+@pytest.mark.parametrize('fmt', ['JPEG', 'PNG'])
+def test_huge_image_is_shrunk_to_the_pixel_budget(tmp_path, fmt):
+    p = tmp_path/f'huge.{fmt.lower()}'
+    im = Image.new('L', (10000, 10000), 128) if fmt == 'PNG' else Image.new('RGB', (10000, 10000), (128, 128, 128))
+    im.save(p, fmt); del im
+    with pytest.warns(InputWarning, match=re.escape(str(p)) + '.*10000x10000.*max_pixels'):
+        x = read_image(p, max_pixels=128 * 128)
+    assert x.shape == (3, 128, 128) and abs(float(x.mean()) - 128 / 255) < 0.01
+
+# ---------------------------------------------------------------------------------------------------------------
+# A folder with some bad files: the good ones are processed, the bad ones listed at the end; strict fails instead
+
+@pytest.fixture(scope='module')
+def mixed_folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp('mixed')
+    for i in range(3): Image.fromarray(np.roll(RGB, i, 0)).save(d/f'good{i}.png')
+    (d/'empty.jpg').write_bytes(b'')
+    (d/'cut.jpg').write_bytes(_jpeg_bytes(Image.fromarray(RGB))[:300])
+    (d/'one.png').write_bytes(_png_bytes(Image.new('RGB', (1, 1))))
+    (d/'readme.txt').write_text('ignored: not an image extension')
+    return d
+
+def test_folder_with_bad_files(mixed_folder):
+    ds = ImageFolder(mixed_folder)
+    assert len(ds) == 6                        # readme.txt is not listed
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        fs = extract_features(tiny_vit(), ds, progress=False)
+    assert fs.names == ['good0', 'good1', 'good2'] and sorted(fs.skipped) == ['cut', 'empty', 'one']
+    msgs = [str(x.message) for x in w if issubclass(x.category, InputWarning)]
+    assert len(msgs) == 1 and all(f in msgs[0] for f in ('cut.jpg', 'empty.jpg', 'one.png'))
+    ref = extract_features(tiny_vit(), SegDataset([mixed_folder/f'good{i}.png' for i in range(3)]), progress=False)   # the good files alone
+    assert all(torch.equal(fs[n].feats, ref[n].feats) for n in fs.names)
+    with pytest.raises(BadInputError, match='cut.jpg'): extract_features(tiny_vit(), ds, strict=True, progress=False)
+
+def test_folder_with_bad_files_in_loader_workers(mixed_folder):
+    "In a worker process the error still arrives as a BadInputError naming the file (it must survive pickling)."
+    ds = ImageFolder(mixed_folder)
+    with pytest.raises(BadInputError, match='cut.jpg'): extract_features(tiny_vit(), ds, strict=True, num_workers=1, progress=False)
+    with warnings.catch_warnings(): warnings.simplefilter('ignore', InputWarning); fs = extract_features(tiny_vit(), ds, num_workers=1, progress=False)
+    assert fs.names == ['good0', 'good1', 'good2'] and len(fs.skipped) == 3
+    assert pickle.loads(pickle.dumps(BadInputError('a.png', 'bad'))).args == ('a.png: bad',)
+
+def _split(root, n=3, bad=True, all_ignore=False):
+    "A CamVid-style split `root/camvid/val` of `n` 48x64 images with 2-class labels; with `bad`, three broken items more."
+    d = root/'camvid'; (d/'val'/'images').mkdir(parents=True); (d/'val'/'labels').mkdir(parents=True)
+    (d/'classes.txt').write_text('sky\nground\n')
+    lab = np.full((48, 64), 255, np.uint8)
+    if not all_ignore: lab[:24] = 0; lab[24:] = 1
+    for i in range(n + 3 * bad):
+        Image.fromarray(RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(d/'val'/'images'/f'im{i}.png')
+        Image.fromarray(lab).save(d/'val'/'labels'/f'im{i}.png')
+    if bad:
+        (d/'val'/'images'/f'im{n}.png').write_bytes(b'')
+        Image.fromarray(np.full((48, 64), 9, np.uint8)).save(d/'val'/'labels'/f'im{n + 1}.png')   # id 9 of 2 classes
+        Image.fromarray(lab[:40]).save(d/'val'/'labels'/f'im{n + 2}.png')                          # wrong size
+    return d
+
+def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys):
+    "`uss eval` (its entry point, in this process to save an interpreter start) on a split with three bad items."
+    from uss_nb.pipelines import main
+    _split(tmp_path)
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
+    monkeypatch.setattr(sys, 'argv', cmd + ['--json']); main()
+    out, err = capsys.readouterr()
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res['n_scored'] == 3 and sorted(res['skipped']) == ['im3', 'im4', 'im5']
+    tail = err.strip().splitlines()
+    assert '3 of 6 images could not be read' in tail[-4] and all(f'im{i}.png' in tail[-3 + i - 3] for i in (3, 4, 5)), err
+    assert sum(c['n_pixels'] for c in res['per_class']) == 3 * 48 * 64
+    monkeypatch.setattr(sys, 'argv', cmd + ['--strict'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and 'im3.png' in err and 'empty file' in err, err
+
+def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
+    "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
+    from uss_nb.pipelines import main
+    cmd = ['uss', 'segment', str(mixed_folder), '--out', str(tmp_path/'out'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit',
+           '--n_clusters', '2', '--size', '64', '--quiet']
+    monkeypatch.setattr(sys, 'argv', list(cmd)); main()
+    out, err = capsys.readouterr()
+    assert 'segmented 3 images' in out
+    assert sorted(p.name for p in (tmp_path/'out').glob('*_labels.png')) == ['good0_labels.png', 'good1_labels.png', 'good2_labels.png']
+    tail = err.strip().splitlines()
+    assert '3 of 6 images could not be read' in tail[-4] and [f in l for f, l in zip(('cut.jpg', 'empty.jpg', 'one.png'), tail[-3:])] == [True] * 3, err
+    monkeypatch.setattr(sys, 'argv', cmd + ['--strict'])
+    with pytest.raises(SystemExit) as e: main()
+    assert e.value.code == 2 and 'cut.jpg' in capsys.readouterr().err
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad labels
+
+def test_label_ids_out_of_range(tmp_path):
+    Image.fromarray(np.array([[0, 1], [7, 255]] * 8, np.uint8)).save(tmp_path/'l.png')
+    with pytest.raises(BadInputError, match=r'l\.png.*ids \[7\]'): read_label(tmp_path/'l.png', n_classes=2)
+    assert read_label(tmp_path/'l.png', n_classes=8).tolist()[1] == [7, 255]
+    conf = Confusion(2)
+    with pytest.raises(BadInputError, match='target.*found \\[7\\]'): conf.update(torch.zeros(2, 2, dtype=torch.long), torch.tensor([[0, 7], [1, 255]]))
+    with pytest.raises(BadInputError, match='pred.*found \\[5\\]'): conf.update(torch.tensor([[0, 5]]), torch.tensor([[0, 1]]))
+    with pytest.raises(BadInputError, match='integer labels'): conf.update(torch.zeros(1, 2), torch.tensor([[0, 1]]))
+    assert conf.n_pixels == 0     # a refused update counts nothing
+
+def test_label_size_mismatch(tmp_path):
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path/'l.png')
+    with pytest.raises(BadInputError, match=r'l\.png.*30x40.*48x64'): read_label(tmp_path/'l.png', 2, size=(48, 64))
+    with pytest.raises(BadInputError, match='differs from target'): Confusion(2).update(torch.zeros(3, 4, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long))
+    Image.fromarray(np.full((20, 20), 300, np.uint16)).save(tmp_path/'l16.png')
+    with pytest.raises(BadInputError, match=r'l16\.png.*\[300\]'): read_label(tmp_path/'l16.png', 2)
+    Image.fromarray(RGB).save(tmp_path/'rgb.png')
+    with pytest.raises(BadInputError, match=r'rgb\.png.*single-channel'): read_label(tmp_path/'rgb.png', 2)
+
+def test_all_ignore_labels():
+    t = torch.randint(0, 3, (2, 8, 8)); p = (t + 1) % 3
+    ign = torch.full((8, 8), 255)
+    a = evaluate([p[0], p[1]], [t[0], t[1]], 3)
+    b = evaluate([p[0], torch.zeros(8, 8, dtype=torch.long), p[1]], [t[0], ign, t[1]], 3)   # an all-ignore image adds nothing
+    assert (a.miou, a.acc, a.n_pixels) == (b.miou, b.acc, b.n_pixels) == (100., 100., 128)
+    e = evaluate(torch.zeros(8, 8, dtype=torch.long), ign, 3)      # nothing to score: documented nan, not a made-up number
+    assert e.n_pixels == 0 and math.isnan(e.miou) and math.isnan(e.acc)
+
+def test_all_ignore_split_fails_in_a_pipeline(tmp_path, monkeypatch):
+    ds = SplitFolder(_split(tmp_path, 2, bad=False, all_ignore=True), 'val')
+    monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    with pytest.raises(BadInputError, match='no labelled pixel'):
+        evaluate_pipeline(ds, EvalConfig(pipeline='kmeans', backbone='tiny_vit', fit_pixels=500), progress=False)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Numerics: no NaN or inf anywhere
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('eps', [1e-3, 1e-2, 1e-1, 1.])
+def test_sinkhorn_over_eps_and_dtypes(eps, dtype, device):
+    g = torch.Generator().manual_seed(0)
+    for n, m in ((7, 5), (96, 48)):                 # the second is big enough for the cached-kernel path
+        C = torch.rand(n, m, generator=g).to(device, dtype)
+        a = (torch.rand(n, generator=g) + 0.1).to(device); a /= a.sum()
+        for fast in (False, 'auto'):
+            r = sinkhorn(C, a, eps=eps, n_iter=2000, tol=1e-6, fast=fast)
+            assert finite(r.plan, r.f, r.g, r.err) and bool((r.plan >= 0).all())
+            torch.testing.assert_close(r.plan.sum(1), a, atol=1e-6, rtol=1e-4)          # rows: exact after the last update
+            assert r.plan.device.type == device and r.plan.dtype == torch.float32
+            col_err = float((r.plan.sum(0) - 1 / m).norm())
+            assert abs(col_err - float(r.err)) < 1e-6                                   # the reported error is the true one
+            assert r.converged == (float(r.err) < 1e-6) and (r.converged or r.n_iter == 2000)
+            if eps >= 1e-2: assert r.converged, (n, m, eps, float(r.err))                # small eps may need more iterations
+        r = sinkhorn(C, eps=eps, tau_a=0.5, tau_b=0.5, n_iter=500)   # unbalanced
+        assert finite(r.plan, r.f, r.g)
+
+def test_sinkhorn_extreme_costs():
+    C = torch.tensor([[0., 1e4], [1e4, 0.]])
+    r = sinkhorn(C, eps=1e-3)                      # cost/eps = 1e7: exp underflows, log domain must not
+    assert finite(r.plan, r.f, r.g); torch.testing.assert_close(r.plan, torch.eye(2) / 2)
+    with pytest.raises(BadInputError, match='eps'): sinkhorn(C, eps=0.)
+    with pytest.raises(BadInputError, match='negative mass'): sinkhorn(C, a=torch.tensor([1.5, -0.5]))
+    with pytest.raises(BadInputError, match='NaN'): sinkhorn(torch.tensor([[0., math.nan], [1., 0.]]))
+    with pytest.raises(BadInputError, match='-inf'): sinkhorn(torch.tensor([[0., -math.inf], [1., 0.]]))
+    with pytest.raises(BadInputError, match='equal total masses'): sinkhorn(C, a=torch.tensor([.5, .6]))
+    with pytest.raises(BadInputError, match='no mass'): sinkhorn(C, a=torch.zeros(2), b=torch.zeros(2))
+    r = sinkhorn(torch.rand(5, 4), torch.tensor([.5, 0, 0, .5, 0]), torch.tensor([0, .5, .5, 0]), eps=1e-3)  # zero-mass points
+    assert finite(r.plan, r.f, r.g) and float(r.plan[[1, 2, 4]].abs().sum() + r.plan[:, [0, 3]].abs().sum()) == 0.
+    assert finite(sinkhorn(torch.rand(5, 4), torch.tensor([1., 0, 0, 0, 0]), eps=0.1, tau_a=1., tau_b=1.).f)   # unbalanced too
+
+def test_kmeans_more_clusters_than_points():
+    x = torch.randn(5, 3)
+    with pytest.raises(BadInputError, match='10 clusters for only 5 points'): KMeans(10).fit(x)
+    with pytest.raises(BadInputError, match='5 points for 10 clusters'): OTC(10, rounds=2).fit(x)
+    with pytest.raises(BadInputError, match='k: must be >= 1'): KMeans(0)
+
+@pytest.mark.parametrize('metric', ['l2', 'cosine'])
+@pytest.mark.parametrize('batch_size', [None, 8])
+def test_kmeans_duplicate_points(metric, batch_size):
+    for x in (torch.ones(20, 3), torch.cat([torch.ones(10, 3), -torch.ones(10, 3)]), torch.ones(4, 3)):
+        km = KMeans(4, metric=metric, batch_size=batch_size, n_init=2)
+        with pytest.warns(UserWarning, match='clusters are empty'): labels, c = km.fit(x)
+        assert finite(c) and math.isfinite(km.inertia) and km.inertia < 1e-4
+        assert labels.min() >= 0 and labels.max() < 4 and torch.equal(c[km.predict(x)], c[labels])   # ties between equal centres
+    for metric_otc in ('cosine', 'l2'):
+        o = OTC(4, rounds=5, metric=metric_otc); o.fit(torch.ones(20, 3))
+        assert finite(o.centres_, o.assignment_)
+
+def _graphs():
+    g = torch.Generator().manual_seed(0); n = 48
+    blocks = torch.zeros(1, n, n); blocks[:, :24, :24] = 1; blocks[:, 24:, 24:] = 1
+    half = torch.zeros(1, n, n); r = torch.rand(24, 24, generator=g); half[:, :24, :24] = (r + r.T) / 2
+    relu = torch.randn(1, 8, 6, 8, generator=g).relu(); relu[..., :3, :] = 0
+    return {'disconnected': blocks, 'half isolated': half, 'constant features': feature_affinity(torch.ones(1, 8, 6, 8)),
+            'no edges': feature_affinity(torch.zeros(1, 8, 6, 8)), 'relu zeros': feature_affinity(relu),
+            'mixed batch': torch.cat([torch.zeros(1, n, n), blocks])}
+
+@pytest.mark.parametrize('solver', ['krylov', 'dense', 'lobpcg', 'scipy'])
+@pytest.mark.parametrize('kind', ['generalized', 'sym'])
+def test_eigensolvers_on_degenerate_graphs(solver, kind):
+    for name, W in _graphs().items():
+        with warnings.catch_warnings(): warnings.simplefilter('ignore'); vals, vecs = spectral_eigs(W, 6, kind, solver)
+        assert finite(vals, vecs), (name, solver)
+        d = degrees(W.double()); v = vecs.double(); lam = vals.double()[:, None, :]
+        if kind == 'generalized': res, gram = (torch.diag_embed(d) - W.double()) @ v - d[..., None] * v * lam, v.transpose(1, 2) @ (d[..., None] * v)
+        else:
+            s = d.rsqrt(); L = torch.eye(W.shape[-1]) - s[..., :, None] * W.double() * s[..., None, :]
+            res, gram = L @ v - v * lam, v.transpose(1, 2) @ v
+        assert float(res.abs().max()) < 1e-3, (name, solver, float(res.abs().max()))       # real eigenpairs ...
+        torch.testing.assert_close(gram, torch.eye(6, dtype=gram.dtype).expand_as(gram), atol=1e-3, rtol=0)  # ... no zero vector
+        assert bool((vals >= -1e-4).all()) and bool((vals <= 2 + 1e-4).all()) and bool((vals.diff(dim=-1) >= -1e-4).all())
+
+def test_losses_on_empty_batches():
+    cfg = StegoConfig(dim=8, feature_samples=4, neg_samples=2)
+    f, c = torch.zeros(0, 16, 6, 6, requires_grad=True), torch.zeros(0, 8, 6, 6, requires_grad=True)
+    losses = [stego_loss(f, f, c, c, cfg)[0], ClusterProbe(8, 3)(c)[0], ClusterProbe(8, 3)(c, alpha=2.)[0]]
+    A = torch.zeros(0, 5, requires_grad=True)
+    losses += [abc_loss(A), coverage_loss(A, 0.1, 0.5), disjointness_loss(A)]
+    S = torch.rand(0, 10, 3, requires_grad=True)
+    losses += [modularity_loss(torch.randn(0, 10, 4), S), modularity_loss(torch.randn(2, 0, 4), torch.rand(2, 0, 3))]
+    acg = ACG(4, 3, 2)
+    out = acg(torch.randn(0, 10, 4)); losses.append(modularity_loss(torch.randn(0, 10, 4), out.soft))
+    for l in losses:
+        assert l.ndim == 0 and l.item() == 0. and finite(l.detach())
+        if l.requires_grad: l.backward()
+    assert finite(c.grad, A.grad, S.grad)
+    with pytest.raises(BadInputError, match='K >= 1'): abc_loss(torch.zeros(8, 0))
+
+def test_losses_on_degenerate_batches():
+    "One image (no negative partner but itself), all-zero features and codes: finite values."
+    cfg = StegoConfig(dim=8, feature_samples=4, neg_samples=2)
+    for f, c in ((torch.randn(1, 16, 6, 6), torch.randn(1, 8, 6, 6)), (torch.zeros(2, 16, 6, 6), torch.zeros(2, 8, 6, 6))):
+        l, logs = stego_loss(f, f, c, c, cfg, torch.Generator().manual_seed(0))
+        assert finite(l) and all(math.isfinite(v) for v in logs.values())
+    assert finite(abc_loss(torch.zeros(10, 4)), abc_loss(torch.ones(1, 4)), modularity_loss(torch.zeros(1, 10, 4), torch.rand(1, 10, 3)))
+
+# ---------------------------------------------------------------------------------------------------------------
+# Interruption: SIGKILL mid-run, rerun, same result, no corrupt cache file
+
+def _kill_when(proc, ready, timeout=120):
+    "SIGKILL `proc` as soon as `ready()` is true; fails if it ends first."
+    t0 = time.time()
+    while not ready():
+        if proc.poll() is not None: pytest.fail(f'child ended before it could be killed: {proc.stderr.read()}')
+        if time.time() - t0 > timeout: proc.kill(); pytest.fail('child made no progress')
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+FEATURES_CHILD = '''
+import sys, time, torch
+torch.set_num_threads(1)
+from uss_nb.backbones import tiny_vit
+from uss_nb.features import RandomImages, extract_features
+class Slow(RandomImages):
+    def __getitem__(self, i): time.sleep(0.15); return super().__getitem__(i)
+extract_features(tiny_vit(), Slow(12, sizes=((40, 48), (32, 56)), seed=3), cache_dir=sys.argv[1], batch_size=1, progress=False)
+'''
+
+def test_feature_extraction_killed_and_resumed(tmp_path):
+    cache = tmp_path/'cache'
+    ds, bb = RandomImages(12, sizes=((40, 48), (32, 56)), seed=3), tiny_vit()
+    folder = cache_folder(cache, feature_config(bb))
+    entries = lambda: [p for p in folder.glob('*.pt')] if folder.is_dir() else []
+    proc = subprocess.Popen([sys.executable, '-c', FEATURES_CHILD, str(cache)], env=child_env(), stderr=subprocess.PIPE, text=True)
+    _kill_when(proc, lambda: len(entries()) >= 4)
+    done = len(entries()); assert 4 <= done < 12
+    h = config_hash(feature_config(bb))
+    for p in entries(): assert read_entry(p, p.stem, h, bb) is not None, p   # every entry that exists is sound
+    assert load_json(folder/'manifest.json')['config_hash'] == h
+    calls = []; bb.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    fs = extract_features(bb, ds, cache_dir=cache, batch_size=1, progress=False)
+    assert len(entries()) == 12 and sum(calls) == 12 - done            # only the missing ones (entries are written atomically)
+    ref = extract_features(tiny_vit(), ds, batch_size=1, progress=False)  # uninterrupted, in memory
+    assert fs.names == ref.names
+    for n in ref.names: assert torch.equal(fs[n].feats, ref[n].feats) and torch.equal(fs[n].attn, ref[n].attn), n
+    leftovers = [p.name for p in folder.iterdir() if not (p.suffix == '.pt' or p.name == 'manifest.json')]
+    assert all(n.startswith('.') and n.endswith('.tmp') for n in leftovers), leftovers   # at most a temp file of the killed write
+
+STEGO_CHILD = '''
+import sys, time, torch
+torch.set_num_threads(1)
+from uss_nb.stego import StegoConfig, train_stego
+feats = torch.randn(8, 16, 6, 6, generator=torch.Generator().manual_seed(0))
+cfg = StegoConfig(n_classes=3, dim=8, batch_size=4, max_steps=12, num_neighbors=2, feature_samples=4, neg_samples=2)
+slow = lambda code, batch: (time.sleep(0.2), (code.sum() * 0, {}))[1]
+train_stego(feats, cfg, ckpt=sys.argv[1], ckpt_every=2, extra_losses=[slow])
+'''
+
+def test_head_training_killed_and_resumed(tmp_path):
+    ckpt = tmp_path/'stego.pt'
+    proc = subprocess.Popen([sys.executable, '-c', STEGO_CHILD, str(ckpt)], env=child_env(), stderr=subprocess.PIPE, text=True)
+    _kill_when(proc, lambda: ckpt.exists() and load(ckpt)['step'] >= 4)
+    step = load(ckpt)['step']; assert 4 <= step < 12                    # the checkpoint on disk is sound
+    feats = torch.randn(8, 16, 6, 6, generator=torch.Generator().manual_seed(0))
+    cfg = StegoConfig(n_classes=3, dim=8, batch_size=4, max_steps=12, num_neighbors=2, feature_samples=4, neg_samples=2)
+    zero = lambda code, batch: (code.sum() * 0, {})
+    resumed = train_stego(feats, cfg, ckpt=ckpt, ckpt_every=2, extra_losses=[zero])
+    ref = train_stego(feats, cfg, extra_losses=[zero])
+    assert resumed.step == ref.step == 12 and resumed.history == ref.history
+    for (k, a), b in zip(resumed.head.state_dict().items(), ref.head.state_dict().values()): assert torch.equal(a, b), k
+    assert torch.equal(resumed.probe.clusters, ref.probe.clusters)
+    assert load(ckpt)['step'] == 12
+
+def test_acg_training_resumes_to_the_same_model(tmp_path):
+    "ACG checkpoints per epoch: stopping after 2 of 4 epochs and resuming equals 4 epochs in one go."
+    feats = torch.randn(6, 8, 4, 4, generator=torch.Generator().manual_seed(1))
+    kw = dict(n_prototypes=3, n_steps=2, batch=3, micro_batch=3, ckpt_every=1)
+    train_acg(feats, ACGConfig(epochs=2, **kw), ckpt=tmp_path/'acg.pt')
+    m1, h1 = train_acg(feats, ACGConfig(epochs=4, **kw), ckpt=tmp_path/'acg.pt')
+    m2, h2 = train_acg(feats, ACGConfig(epochs=4, **kw))
+    assert h1 == h2 and all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+# ---------------------------------------------------------------------------------------------------------------
+# Untrusted files
+
+class _Evil:
+    "Unpickling this runs code: it creates the marker file."
+    def __init__(self, marker): self.marker = str(marker)
+    def __reduce__(self): return (Path.touch, (Path(self.marker),))
+
+def test_checkpoint_loaders_use_weights_only():
+    "Every torch.load in the package passes weights_only=True; no other unpickler is used."
+    for f in (ROOT/'uss_nb').glob('*.py'):
+        src = f.read_text()
+        for m in re.finditer(r'torch\.load\(([^\n]*)', src): assert 'weights_only=True' in m.group(1), (f.name, m.group(0))
+        assert not re.search(r'pickle\.loads?\(|allow_pickle\s*=\s*True|torch\.jit\.load|dill\.', src), f.name
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_pickle_with_code_is_refused(tmp_path):
+    marker = tmp_path/'pwned'
+    evil = tmp_path/'evil.pt'; torch.save({'head': _Evil(marker), 'step': 3}, evil)
+    raw = tmp_path/'raw.pkl'; raw.write_bytes(pickle.dumps({'model': _Evil(marker)}))
+    feats = torch.randn(4, 16, 4, 4)
+    for path in (evil, raw):
+        attempts = [lambda: load(path), lambda: train_stego(feats, StegoConfig(n_classes=2, dim=4, max_steps=1), ckpt=path),
+                    lambda: train_acg(feats, ACGConfig(epochs=1, n_steps=1), ckpt=path), lambda: ABC.load(path),
+                    lambda: get_backbone('tiny_vit', checkpoint=path)]
+        for f in attempts:
+            with pytest.raises(BadInputError, match=re.escape(path.name)): f()
+        assert read_entry(path, 'x', 'h', tiny_vit()) is None     # a cache entry like this is recomputed, not run
+    assert not marker.exists()
+
+def test_cache_manifest_and_entries_with_a_wrong_hash_are_recomputed(tmp_path):
+    ds, bb = RandomImages(4), tiny_vit()
+    calls = []; bb.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    fs = extract_features(bb, ds, cache_dir=tmp_path, progress=False)
+    ref = {n: fs[n].feats.clone() for n in fs.names}
+    folder, h = fs.folder, config_hash(fs.config)
+    man = load_json(folder/'manifest.json'); man['config_hash'] = 'deadbeefdeadbeef'; save_json(man, folder/'manifest.json')
+    save({**load(entry_path(folder, 'img01')), 'hash': 'deadbeefdeadbeef'}, entry_path(folder, 'img01'))   # another config's entry
+    b = bytearray(entry_path(folder, 'img02').read_bytes())                                                  # one flipped bit in the data
+    b[b.find(ref['img02'].numpy().tobytes()[:32]) + 5] ^= 1; entry_path(folder, 'img02').write_bytes(bytes(b))
+    entry_path(folder, 'img03').write_bytes(entry_path(folder, 'img03').read_bytes()[:50])                 # torn write
+    calls.clear()
+    fs2 = extract_features(bb, ds, cache_dir=tmp_path, progress=False)
+    assert sum(calls) == 3                                            # the three bad entries, nothing else
+    assert load_json(folder/'manifest.json')['config_hash'] == h       # manifest rewritten
+    for n in ds.names: assert torch.equal(fs2[n].feats, ref[n]), n
+    (folder/'manifest.json').write_text('{ not json')
+    calls.clear(); extract_features(bb, ds, cache_dir=tmp_path, progress=False)
+    assert sum(calls) == 0 and load_json(folder/'manifest.json')['config_hash'] == h
+
+# ---------------------------------------------------------------------------------------------------------------
+# Properties (hypothesis)
+
+@st.composite
+def _seg(draw):
+    "A target map (ids 0..C-1 and some 255) and a prediction with K >= C cluster ids."
+    C = draw(st.integers(1, 5)); K = draw(st.integers(1, 7)); n = draw(st.integers(1, 60))
+    t = draw(st.lists(st.one_of(st.integers(0, C - 1), st.just(255)), min_size=n, max_size=n))
+    p = draw(st.lists(st.integers(0, K - 1), min_size=n, max_size=n))
+    perm = draw(st.permutations(range(K)))
+    return torch.tensor(t), torch.tensor(p), C, K, torch.tensor(perm)
+
+def _same(a, b): return (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-9
+
+@SETTINGS
+@given(_seg())
+def test_permuting_cluster_ids_never_changes_the_scores(case):
+    t, p, C, K, perm = case
+    for matching in ('hungarian', 'many_to_one'):
+        a, b = evaluate(p, t, C, matching, n_clusters=K), evaluate(perm[p], t, C, matching, n_clusters=K)
+        assert _same(a.miou, b.miou) and _same(a.acc, b.acc), (matching, a.miou, b.miou)
+        assert 0 <= a.acc <= 100 or math.isnan(a.acc)
+
+@SETTINGS
+@given(_seg())
+def test_a_perfect_prediction_scores_100(case):
+    t, _, C, K, perm = case
+    if K < C: perm = torch.cat([perm, torch.arange(K, C)]); K = C       # a perfect prediction needs a cluster per class
+    p = torch.where(t == 255, perm[0], perm[t.clamp(max=C - 1)])   # any relabelling of the truth; ignored pixels anything
+    for matching in ('hungarian', 'many_to_one'):
+        s = evaluate(p, t, C, matching, n_clusters=K)
+        if s.n_pixels: assert s.miou == 100. and s.acc == 100., (matching, s.miou, s.acc)
+        else: assert math.isnan(s.miou)
+
+@SETTINGS
+@given(st.integers(1, 9), st.integers(1, 9), st.floats(-2, 0), st.integers(0, 2**31 - 1), st.booleans(), st.booleans())
+def test_sinkhorn_marginals(n, m, log_eps, seed, bf16, zeros):
+    g = torch.Generator().manual_seed(seed)
+    C = torch.rand(n, m, generator=g)
+    a = torch.rand(n, generator=g) + 0.05; b = torch.rand(m, generator=g) + 0.05
+    if zeros: a[torch.rand(n, generator=g) < 0.3] = 0; b[torch.rand(m, generator=g) < 0.3] = 0; a[0] += 0.1; b[-1] += 0.1
+    a, b = a / a.sum(), b / b.sum()
+    r = sinkhorn(C.bfloat16() if bf16 else C, a, b, eps=10 ** log_eps, n_iter=5000, tol=1e-7)
+    assert finite(r.plan, r.f, r.g) and bool((r.plan >= 0).all())
+    assert float(r.plan[a == 0].abs().sum() + r.plan[:, b == 0].abs().sum()) == 0.
+    torch.testing.assert_close(r.plan.sum(1), a, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(r.plan.sum(0), b, atol=1e-5, rtol=1e-4)
