@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test nbtest pytest lab docs export clean-nbs clean
+.PHONY: install demo test nbtest nbdev-test pytest browser-deps lab docs export clean-nbs clean
+
+# notebooks executed at once by nbtest and docs
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 install: $(STAMP)
 
@@ -23,11 +26,29 @@ $(STAMP): settings.ini setup.py
 demo: $(STAMP)
 	$(BIN)/uss demo --out outputs
 
-test: nbtest pytest
+test: browser-deps nbtest pytest
 
+# every notebook run as nbdev_test runs it (cells flagged with tst_flags skipped, first error fails), its outputs kept
+# in _proc/ for the docs, so that the site test in pytest only renders them; `make nbdev-test` is plain nbdev_test
 nbtest: $(STAMP)
 	$(BIN)/nbdev_export
+	$(BIN)/python tools/build_docs.py --no-render --jobs $(JOBS)
+
+nbdev-test: $(STAMP)
+	$(BIN)/nbdev_export
 	cd nbs && ../$(BIN)/nbdev_test --path .
+
+# Chromium and its driver for the browser tests (tests/test_docs_browser.py, tests/test_lab_browser.py), and KaTeX for
+# the docs' maths, from apt when root; otherwise it says why not, and the browser tests skip saying the same (the docs
+# then keep their maths as TeX). Quick when they are already installed.
+BROWSER_PKGS := chromium chromium-driver libjs-katex
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && [ -e /usr/share/javascript/katex/katex.min.js ]; then exit 0; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser-deps: Chromium or KaTeX is not installed and we are not root: the browser tests will be skipped (as root: apt-get install $(BROWSER_PKGS))"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "browser-deps: Chromium or KaTeX is not installed and there is no apt-get: the browser tests will be skipped"; \
+	else echo "browser-deps: apt-get install $(BROWSER_PKGS)"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q $(BROWSER_PKGS) >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1; apt-get install -y -q $(BROWSER_PKGS) >/dev/null; } \
+	  || echo "browser-deps: apt-get could not install $(BROWSER_PKGS): the browser tests will be skipped"; fi
 
 # pytest exits 5 when it collects no test: tests/ always has tests, so that is a failure, said plainly
 pytest: $(STAMP)
@@ -42,11 +63,12 @@ export: $(STAMP)
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
 
-# the site: nbdev_docs where Quarto is installed; offline, nbdev's processing + smalldocs on the same _quarto.yml
+# the site in _docs/: the notebooks executed (reused from nbtest when fresh), nbdev's processing, then the _quarto.yml
+# project rendered by Quarto where it is installed, else offline by smalldocs (`nbdev_docs` also works with Quarto,
+# without the examples' outputs)
 docs: $(STAMP)
 	$(BIN)/nbdev_export
-	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev_docs; \
-	else $(BIN)/python tools/build_docs.py; fi
+	$(BIN)/python tools/build_docs.py --jobs $(JOBS)
 
 clean:
-	rm -rf outputs _docs _proc
+	rm -rf outputs _docs _proc _proc_part

@@ -349,9 +349,14 @@ class EigenExplorer:
         self.axes[1].relim(); self.axes[1].autoscale_view()
         self.axes[0].set_title(f'eigenvector {j}  (λ = {e[j]:.4f})')
         if self.segments is not None: self.seg_art.set_data(self.segments[i].numpy()); self.axes[2].set_title('segments')
-        from IPython.display import display
+        from IPython.display import display, Image
         self.out.clear_output(wait=True)
-        with self.out: display(self.fig)
+        with self.out: display(Image(self.png()))
+
+    def png(self):
+        "The figure as PNG bytes."
+        import io
+        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -1,0 +1,56 @@
+"The pieces of the offline docs build (tools/build_docs.py) that need no browser: widget views, show_doc cells, offline CSS, links."
+import json, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/'tools'))
+import build_docs as B, docs_exec as X
+
+def test_static_view_of_a_widget_shows_its_controls_and_values():
+    import ipywidgets as W
+    dd = W.Dropdown(options=[('a', 0), ('b <1>', 1)], value=1, description='image')
+    sl = W.IntSlider(value=3, min=0, max=9, description='eigenvector')
+    h = X.static_widget(W.VBox([W.HBox([dd, sl]), W.Output(), W.Checkbox(value=True, description='on'), W.HTML('<b>x</b>')]))
+    assert '<option>a</option><option selected>b &lt;1&gt;</option>' in h and '<select disabled>' in h
+    assert 'type="range" disabled min="0" max="9" step="1" value="3"' in h and '<output>3</output>' in h
+    assert 'type="checkbox" disabled checked' in h and '<b>x</b>' in h
+    assert h.count('flex-direction:column') == 1 and h.count('flex-direction:row') == 1
+    sl.value = 7
+    assert 'value="7"' in X.static_widget(sl)
+
+def test_widget_outputs_get_a_static_view():
+    import ipywidgets as W
+    box = W.VBox([W.IntSlider(value=2)])
+    cell = {'outputs': [{'output_type': 'display_data', 'data': {'text/plain': 'VBox(...)',
+            'application/vnd.jupyter.widget-view+json': {'model_id': box.model_id, 'version_major': 2, 'version_minor': 0}}}]}
+    X.add_static_views(cell)
+    html = cell['outputs'][0]['data']['text/html']
+    assert 'uss-widget-static' in html and 'value="2"' in html
+
+def test_blank_streams_are_dropped():
+    cell = {'outputs': [{'output_type': 'stream', 'name': 'stdout', 'text': ['\x1b[2K\r', '\x1b[2K\r']},
+                        {'output_type': 'stream', 'name': 'stdout', 'text': ['42\n']}]}
+    X.drop_blank_streams(cell)
+    assert [o['text'] for o in cell['outputs']] == [['42\n']]
+
+def test_cells_of_show_docs_display_each():
+    assert X._only_show_docs('#| echo: false\nshow_doc(a)\nshow_doc(b.c)')
+    assert not X._only_show_docs('show_doc(a)') and not X._only_show_docs('show_doc(a)\nx = 1')
+    assert not X._only_show_docs('show_doc(a)\nprint(b)') and not X._only_show_docs('show_doc(')
+    src = X._display_each('show_doc(a)\nshow_doc(b, title_level=3)')
+    assert src.endswith('_display(show_doc(a))\n_display(show_doc(b, title_level=3))')
+
+def test_stylesheets_lose_their_web_font_imports(tmp_path):
+    (tmp_path/'t.css').write_text('@import url(https://fonts.googleapis.com/css2?family=X&display=swap);:root{--a:1}'
+                                  '@import "http://x.org/y.css";b{c:d}')
+    B._offline_css(tmp_path)
+    assert (tmp_path/'t.css').read_text() == ':root{--a:1}b{c:d}'
+
+def test_links_into_the_site_point_at_the_pages(tmp_path):
+    proc, out = tmp_path/'proc', tmp_path/'out'; proc.mkdir(); out.mkdir()
+    nb = {'cells': [{'cell_type': 'raw', 'source': ['---\n', 'output-file: spectral.html\n', 'title: spectral\n', '---\n']}]}
+    (proc/'04_spectral.ipynb').write_text(json.dumps(nb))
+    (out/'a.html').write_text('<a href="https://h.io/p/spectral.html#eigs">x</a> <a href="https://h.io/p/other.html">y</a>')
+    B._localise_links(proc, out, 'https://h.io/p/')
+    assert (out/'a.html').read_text() == '<a href="04_spectral.html#eigs">x</a> <a href="https://h.io/p/other.html">y</a>'
