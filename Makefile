@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test nbtest nbdev-test pytest browser-deps lab docs export clean-nbs clean
+.PHONY: install demo test nbtest pytest browser-deps lab docs export clean-nbs clean
 
 # notebooks executed at once by nbtest and docs
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -28,13 +28,9 @@ demo: $(STAMP)
 
 test: browser-deps nbtest pytest
 
-# every notebook run as nbdev_test runs it (cells flagged with tst_flags skipped, first error fails), its outputs kept
-# in _proc/ for the docs, so that the site test in pytest only renders them; `make nbdev-test` is plain nbdev_test
+# nbdev_test with its default flags (cells flagged slow or cuda are skipped); the docs test in pytest runs the notebooks
+# again to keep their outputs for the site (tools/docs_exec.py, the same skips)
 nbtest: $(STAMP)
-	$(BIN)/nbdev_export
-	$(BIN)/python tools/build_docs.py --no-render --jobs $(JOBS)
-
-nbdev-test: $(STAMP)
 	$(BIN)/nbdev_export
 	cd nbs && ../$(BIN)/nbdev_test --path .
 

@@ -3,7 +3,7 @@
 Every page: its title, its API entries (a heading for each public function and class of its module), each figure of
 its notebook rendered (matplotlib images decoded, plotly figures drawn by the local plotly.js), the static views of
 its widgets, its maths typeset, no console error, and nothing loaded from anywhere but the site's own files. Screenshots of every page
-are saved to a temporary folder (printed). The build reuses the notebooks that `make nbtest` executed when they are
+are saved to a temporary folder (printed). The build reuses the notebooks that `make docs` executed when they are
 newer than their sources, so in `make test` it costs only the rendering.
 """
 import importlib, inspect, json, os, re, subprocess, sys, time
