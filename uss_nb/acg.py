@@ -322,12 +322,13 @@ def acg_cluster(model:ACG, feats, n_classes:int, how:str='pooled', images=None, 
 class ConceptExplorer:
     "Widget: pick an image and a step; see the concept masks and every prototype's cross-attention map at that step."
     def __init__(self, model:ACG, feats, images=None, cmap:str='tab10'):
-        import ipywidgets as W, matplotlib.pyplot as plt
+        import ipywidgets as W
+        from matplotlib.figure import Figure
         self.model, self.feats, self.images = model, feature_list(feats), images
         P, S = model.prototypes.shape[0], len(model.steps)
         self.picker = W.Dropdown(options=[(f'image {i}', i) for i in range(len(self.feats))], value=0, description='image')
         self.step = W.IntSlider(value=S - 1, min=0, max=S - 1, description='step')
-        with plt.ioff(): self.fig, axs = plt.subplots(2, max(P, 2), figsize=(2.2 * max(P, 2), 4.6), squeeze=False)
+        self.fig = Figure(figsize=(2.2 * max(P, 2), 4.6)); axs = self.fig.subplots(2, max(P, 2), squeeze=False)  # not pyplot: no global state
         for a in axs.flat: a.axis('off')
         self.ax_img, self.ax_lab, self.ax_att = axs[0, 0], axs[0, 1], list(axs[1, :P])
         self.out = W.Output()
@@ -343,7 +344,7 @@ class ConceptExplorer:
         return o.labels[0].reshape(h, w).cpu().numpy(), o.attn[0].reshape(*o.attn.shape[1:3], h, w).cpu().numpy()
     def update(self):
         "Redraw for the current picker and slider values."
-        from IPython.display import display, clear_output
+        from IPython.display import display, clear_output, Image
         i, s = self.picker.value, self.step.value
         lab, att = self.outputs(i)
         for a in [self.ax_img, self.ax_lab, *self.ax_att]: a.clear(); a.axis('off')
@@ -351,7 +352,11 @@ class ConceptExplorer:
         self.ax_lab.imshow(lab, cmap=self._cmap, vmin=0, vmax=max(9, att.shape[1] - 1), interpolation='nearest'); self.ax_lab.set_title('concepts')
         for p, a in enumerate(self.ax_att): a.imshow(att[s, p], cmap='viridis', interpolation='nearest'); a.set_title(f'prototype {p}')
         self.fig.suptitle(f'image {i}, step {s + 1}/{att.shape[0]}')
-        with self.out: clear_output(wait=True); display(self.fig)
+        with self.out: clear_output(wait=True); display(Image(self.png()))
+    def png(self) -> bytes:
+        "The figure as PNG bytes (a figure made without pyplot has no display formatter of its own)."
+        import io
+        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
     def shown(self):
         "The arrays on screen: concept map (h,w) and the attention maps (P,h,w)."
         return dict(labels=np.asarray(self.ax_lab.images[0].get_array()), attn=np.stack([np.asarray(a.images[0].get_array()) for a in self.ax_att]))
