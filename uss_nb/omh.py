@@ -2,7 +2,8 @@
 
 # %% auto #0
 __all__ = ['OMH_ABLATIONS', 'OMHConfig', 'level_sizes', 'cos_relu', 'centre_cost', 'Hierarchy', 'joint_activation',
-           'matching_term', 'check_omh', 'omh_loss', 'OMHLoss', 'train_omh']
+           'matching_term', 'check_omh', 'omh_loss', 'OMHLoss', 'train_omh', 'hierarchy_orders', 'cluster_maps',
+           'head_codes', 'HierarchyExplorer']
 
 # %% ../nbs/10_omh.ipynb #b2880f13
 import math, time, dataclasses
@@ -118,3 +119,88 @@ def train_omh(features, cfg:StegoConfig=None, omh:OMHConfig=None, extra_losses=(
     sizes = level_sizes(omh.n_clusters or cfg.n_classes, omh.n_levels, omh.expansion)
     hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17))
     return train_stego(features, cfg, extra_losses=[*extra_losses, OMHLoss(hier, omh)], extra_modules=[*extra_modules, hier], **kw)
+
+# %% ../nbs/10_omh.ipynb #61ce979f
+def hierarchy_orders(plans, n0:int=None) -> list:
+    "Per-level cluster orders making `plans` block-diagonal: level 0 as is, each finer cluster after its parent's."
+    orders = [torch.arange(plans[0].shape[0] if plans else n0)]
+    for p in plans:
+        p = p.detach().float().cpu()
+        rank = torch.empty_like(orders[-1]); rank[orders[-1]] = torch.arange(len(orders[-1]))
+        parent = p.argmax(0); w = p.gather(0, parent[None])[0]
+        orders.append(torch.from_numpy(np.lexsort((-w.numpy(), rank[parent].numpy()))))
+    return orders
+
+@torch.no_grad()
+def cluster_maps(hier:Hierarchy, codes) -> list:
+    "Each level's map `(h,w)` of the most activated centre for one image's codes `(D,h,w)`."
+    x = codes.permute(1, 2, 0).reshape(-1, codes.shape[0])
+    return [a.argmax(1).view(codes.shape[1:]).cpu() for a in hier.activations(x.to(hier.centres[0].device))]
+
+@torch.no_grad()
+def head_codes(head, features, batch_size=4, device='cpu') -> list:
+    "Codes `[(D,h,w)]` of each item of `features` by `head` in eval mode (items may differ in size)."
+    head = head.eval().to(device)
+    return [head(_take(features, torch.tensor([i])).to(device))[0].cpu() for i in range(len(features))]
+
+# %% ../nbs/10_omh.ipynb #474ad750
+class HierarchyExplorer:
+    "Block-sorted transport plans between levels and a picked image's cluster maps per level, with controls."
+    def __init__(self, hier:Hierarchy, codes, images=None, eps:float=0.02, n_iter:int=1000):
+        import ipywidgets as W
+        self.hier, self.codes, self.images = hier, codes, images
+        with torch.no_grad(): self.plans = [p.detach().float().cpu() for p in hier.plans(eps, n_iter)]
+        self.orders = hierarchy_orders(self.plans, hier.sizes[0])
+        pairs = [(f'levels {l} → {l + 1}', l) for l in range(len(self.plans))] or [('one level: no plan', -1)]
+        self.pair = W.Dropdown(options=pairs, value=pairs[0][1], description='plan')
+        self.image = W.IntSlider(value=0, min=0, max=len(codes) - 1, description='image', continuous_update=False)
+        self.sort = W.Checkbox(value=True, description='sort clusters')
+        self.out_plan, self.out_maps = W.Output(), W.Output()
+        for w in (self.pair, self.image, self.sort): w.observe(lambda _: self.update(), names='value')
+        self.widget = W.VBox([W.HBox([self.pair, self.image, self.sort]), W.HBox([self.out_plan, self.out_maps])])
+        self.update()
+
+    @classmethod
+    def from_result(cls, res:StegoResult, features, images=None, **kw):
+        "An explorer of the hierarchy of a `train_omh` result on `features` (codes by its head)."
+        return cls(res.extra_modules[-1], head_codes(res.head, features), images, **kw)
+
+    def _rank(self, l):
+        "Position of each cluster of level `l` in the displayed order."
+        o = self.orders[l] if self.sort.value else torch.arange(self.hier.sizes[l])
+        r = torch.empty_like(o); r[o] = torch.arange(len(o)); return r
+
+    def _show(self, out, fig):
+        from IPython.display import display
+        out.clear_output(wait=True)
+        with out: display(fig)
+        plt.close(fig)
+
+    def update(self):
+        "Redraw both figures for the controls' values."
+        l, s = self.pair.value, self.sort.value
+        self.plan_fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        if l >= 0:
+            P = self.plans[l] * self.plans[l].shape[1]
+            self.plan_data = (P[self.orders[l]][:, self.orders[l + 1]] if s else P).numpy()
+            ax.imshow(self.plan_data, cmap='viridis', aspect='auto', interpolation='nearest', vmin=0)
+            ax.set_xlabel(f'level {l + 1} cluster'); ax.set_ylabel(f'level {l} cluster')
+            ax.set_title(f'M = K·T, levels {l} → {l + 1}' + (' (sorted)' if s else ''))
+        else: self.plan_data = None; ax.set_axis_off(); ax.set_title('one level: no plan')
+        self._show(self.out_plan, self.plan_fig)
+        i, n = self.image.value, len(self.hier.sizes)
+        self.map_data = [self._rank(k)[m].numpy() for k, m in enumerate(cluster_maps(self.hier, torch.as_tensor(self.codes[i]).float()))]
+        extra = self.images is not None
+        self.maps_fig, axs = plt.subplots(1, n + extra, figsize=(3 * (n + extra), 2.6), squeeze=False)
+        axs = axs[0]
+        if extra: axs[0].imshow(torch.as_tensor(self.images[i]).permute(1, 2, 0).clamp(0, 1).numpy()); axs[0].set_title(f'image {i}')
+        for k, (ax, m) in enumerate(zip(axs[extra:], self.map_data)):
+            ax.imshow(m, cmap='nipy_spectral', vmin=0, vmax=max(1, self.hier.sizes[k] - 1), interpolation='nearest')
+            ax.set_title(f'level {k}: {self.hier.sizes[k]} clusters')
+        for ax in axs: ax.set_axis_off()
+        self.maps_fig.tight_layout()
+        self._show(self.out_maps, self.maps_fig)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
