@@ -2,10 +2,10 @@
 
 # %% auto #0
 __all__ = ['OMH_ABLATIONS', 'OMHConfig', 'level_sizes', 'cos_relu', 'centre_cost', 'Hierarchy', 'joint_activation',
-           'matching_term', 'check_omh', 'omh_loss', 'OMHLoss', 'train_omh', 'hierarchy_orders', 'cluster_maps',
-           'head_codes', 'HierarchyExplorer']
+           'matching_term', 'check_omh', 'omh_loss', 'OMHLoss', 'train_omh', 'bench_omh', 'hierarchy_orders',
+           'cluster_maps', 'head_codes', 'HierarchyExplorer']
 
-# %% ../nbs/10_omh.ipynb #b2880f13
+# %% ../nbs/10_omh.ipynb #48572963
 import math, time, dataclasses
 from dataclasses import dataclass, asdict
 import numpy as np
@@ -13,7 +13,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 import matplotlib.pyplot as plt
 from .core import BadInputError
 from .ot import sinkhorn
-from .stego import StegoConfig, StegoResult, train_stego, predict_labels, l2_normalize, _take
+from .stego import StegoConfig, StegoResult, train_stego, predict_labels, l2_normalize, knn_indices, pool_features, _take
 
 # %% ../nbs/10_omh.ipynb #964ba5ef
 @dataclass
@@ -120,7 +120,22 @@ def train_omh(features, cfg:StegoConfig=None, omh:OMHConfig=None, extra_losses=(
     hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17))
     return train_stego(features, cfg, extra_losses=[*extra_losses, OMHLoss(hier, omh)], extra_modules=[*extra_modules, hier], **kw)
 
-# %% ../nbs/10_omh.ipynb #61ce979f
+# %% ../nbs/10_omh.ipynb #b8a20282
+def bench_omh(n:int=32, c:int=512, h:int=22, w:int=30, steps:int=10, rounds:int=2, omh:OMHConfig=None, seed:int=0, device='cpu') -> dict:
+    "Seconds per 1000 steps of STEGO and of STEGO + OMH on random features `(n,c,h,w)`: interleaved rounds, best of each."
+    feats = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+    cfg, omh = StegoConfig(n_classes=11, max_steps=steps, seed=seed), omh or OMHConfig()
+    knn, t = knn_indices(pool_features(feats), cfg.num_neighbors), {'stego': [], 'omh': []}
+    for _ in range(rounds):
+        for k in t:
+            t0 = time.perf_counter()
+            if k == 'stego': train_stego(feats, cfg, knn=knn, device=device)
+            else: train_omh(feats, cfg, omh, knn=knn, device=device)
+            t[k].append(time.perf_counter() - t0)
+    st, om = (1000 * min(v) / steps for v in t.values())
+    return dict(name='omh_step', shape=(n, c, h, w), steps=steps, stego_s_per_1000=st, omh_s_per_1000=om, overhead=om / st - 1)
+
+# %% ../nbs/10_omh.ipynb #e2d9c8a6
 def hierarchy_orders(plans, n0:int=None) -> list:
     "Per-level cluster orders making `plans` block-diagonal: level 0 as is, each finer cluster after its parent's."
     orders = [torch.arange(plans[0].shape[0] if plans else n0)]
@@ -143,7 +158,7 @@ def head_codes(head, features, batch_size=4, device='cpu') -> list:
     head = head.eval().to(device)
     return [head(_take(features, torch.tensor([i])).to(device))[0].cpu() for i in range(len(features))]
 
-# %% ../nbs/10_omh.ipynb #474ad750
+# %% ../nbs/10_omh.ipynb #3ea1b66d
 class HierarchyExplorer:
     "Block-sorted transport plans between levels and a picked image's cluster maps per level, with controls."
     def __init__(self, hier:Hierarchy, codes, images=None, eps:float=0.02, n_iter:int=1000):
@@ -187,6 +202,7 @@ class HierarchyExplorer:
             ax.set_xlabel(f'level {l + 1} cluster'); ax.set_ylabel(f'level {l} cluster')
             ax.set_title(f'M = K·T, levels {l} → {l + 1}' + (' (sorted)' if s else ''))
         else: self.plan_data = None; ax.set_axis_off(); ax.set_title('one level: no plan')
+        self.plan_fig.tight_layout()
         self._show(self.out_plan, self.plan_fig)
         i, n = self.image.value, len(self.hier.sizes)
         self.map_data = [self._rank(k)[m].numpy() for k, m in enumerate(cluster_maps(self.hier, torch.as_tensor(self.codes[i]).float()))]
@@ -195,7 +211,7 @@ class HierarchyExplorer:
         axs = axs[0]
         if extra: axs[0].imshow(torch.as_tensor(self.images[i]).permute(1, 2, 0).clamp(0, 1).numpy()); axs[0].set_title(f'image {i}')
         for k, (ax, m) in enumerate(zip(axs[extra:], self.map_data)):
-            ax.imshow(m, cmap='nipy_spectral', vmin=0, vmax=max(1, self.hier.sizes[k] - 1), interpolation='nearest')
+            ax.imshow(m, cmap='turbo', vmin=-0.5, vmax=self.hier.sizes[k] - 0.5, interpolation='nearest')
             ax.set_title(f'level {k}: {self.hier.sizes[k]} clusters')
         for ax in axs: ax.set_axis_off()
         self.maps_fig.tight_layout()
