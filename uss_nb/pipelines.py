@@ -52,7 +52,7 @@ def overlay(image, labels, alpha:float=0.55, boundaries:bool=True) -> np.ndarray
     return out.round().astype(np.uint8)
 
 # %% ../nbs/12_pipelines.ipynb #92eef086
-PIPELINES = ('kmeans', 'dsm+kmeans', 'dsm+otc', 'dsm+abc', 'acg+kmeans', 'stego')
+PIPELINES = ('kmeans', 'dsm+kmeans', 'dsm+otc', 'dsm+abc', 'acg+kmeans', 'stego', 'stego+omh')
 REFINERS = ('none', 'crf')
 
 @dataclass
@@ -70,6 +70,7 @@ class EvalConfig:
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
     acg_epochs: int = 20        # ACG: training epochs on the split's features (the seed trains 400)
     stego_steps: int = 1000     # STEGO: training steps (the paper trains 5000+ on a GPU)
+    omh_weight: float = 0.01    # OMH: weight of the matching loss (1.0 collapsed the codes on camvid/val; 0.01 chosen there)
     ckpt: str = None            # ACG/STEGO: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
     crf_temperature: float = 0.05  # softmax temperature of the cosine scores fed to the CRF
@@ -172,11 +173,19 @@ def _common_crop(fs):
     h, w = min(f.shape[-2] for f in fs), min(f.shape[-1] for f in fs)
     return torch.stack([f[:, (f.shape[-2] - h) // 2:][:, :h, (f.shape[-1] - w) // 2:][:, :, :w] for f in fs])
 
+def _train_head(train, cfg, k, verbose=False):
+    "STEGO (or STEGO + OMH for `stego+omh`) trained on features `(N,C,h,w)`, into / from `cfg.ckpt`."
+    from uss_nb.stego import StegoConfig, train_stego
+    scfg = StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed)
+    if cfg.pipeline != 'stego+omh': return train_stego(train, scfg, ckpt=cfg.ckpt, verbose=verbose)
+    from uss_nb.omh import OMHConfig, train_omh
+    return train_omh(train, scfg, OMHConfig(weight=cfg.omh_weight, n_points=2048), ckpt=cfg.ckpt, verbose=verbose)
+
 def _stego_maps(dataset, feats, cfg, k, progress):
     "STEGO: head + cluster probe trained on the split's features (centre-cropped to a common grid), or from `cfg.ckpt`."
-    from uss_nb.stego import StegoConfig, train_stego, predict_labels
+    from uss_nb.stego import predict_labels
     train = _common_crop([_grid_feats(feats, n) for n in feats.names])
-    res = train_stego(train, StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed), ckpt=cfg.ckpt)
+    res = _train_head(train, cfg, k)
     del train
     for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, _grid_feats(feats, n)[None]), None
 
@@ -184,7 +193,7 @@ def pipeline_maps(dataset, feats, cfg:EvalConfig, k:int, progress:bool=False):
     "Yield `(index in dataset, grid labels (1,h,w), scores (1,k,h,w) or None)` for every image in `feats` by pipeline `cfg.pipeline`."
     p = check_pipeline(cfg.pipeline)
     if p == 'kmeans': maps = _kmeans_maps(dataset, feats, cfg, k, progress)
-    elif p == 'stego': maps = _stego_maps(dataset, feats, cfg, k, progress)
+    elif p.startswith('stego'): maps = _stego_maps(dataset, feats, cfg, k, progress)
     else:
         seg, kind = p.split('+')
         segments = (_dsm_segments if seg == 'dsm' else _acg_segments)(dataset, feats, cfg, progress)
@@ -400,7 +409,7 @@ def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=6, 
     return rows
 
 # %% ../nbs/12_pipelines.ipynb #85b963b5
-TRAINED = ('acg+kmeans', 'stego')
+TRAINED = ('acg+kmeans', 'stego', 'stego+omh')
 
 def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
     "Train the model of pipeline `cfg.pipeline` (one of `TRAINED`) on `data` into `cfg.ckpt`; returns the trainer's result."
@@ -411,11 +420,8 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
     ds = get_dataset(data) if isinstance(data, str) else data
     seed_everything(cfg.seed)
     feats = _features(ds, cfg, progress)
-    if cfg.pipeline == 'stego':
-        from uss_nb.stego import StegoConfig, train_stego
-        k = cfg.n_clusters or ds.n_classes
-        return train_stego(_common_crop([_grid_feats(feats, n) for n in feats.names]),
-                           StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed), ckpt=cfg.ckpt, verbose=progress)
+    if cfg.pipeline.startswith('stego'):
+        return _train_head(_common_crop([_grid_feats(feats, n) for n in feats.names]), cfg, cfg.n_clusters or ds.n_classes, progress)
     from uss_nb.acg import ACGConfig, train_acg, center_features
     return train_acg([center_features(_grid_feats(feats, n)) for n in feats.names], ACGConfig(epochs=cfg.acg_epochs, seed=cfg.seed),
                      ckpt=cfg.ckpt, verbose=progress)
