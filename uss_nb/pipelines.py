@@ -138,7 +138,8 @@ def _kmeans_maps(dataset, feats, cfg, k, progress):
     km = clusterer('kmeans', k, cfg); _, centres = km.fit(torch.cat(xs))
     for i, n in enumerate(feats.names):
         f = _grid_feats(feats, n)[None]
-        yield i, km.predict(f[0].flatten(1).T).view(1, *f.shape[-2:]), _cos_scores(f, centres) if cfg.cosine else None
+        scores = _cos_scores(f, centres) if cfg.cosine and cfg.refine == 'crf' else None   # only the CRF uses them
+        yield i, km.predict(f[0].flatten(1).T).view(1, *f.shape[-2:]), scores
 
 def _dsm_segments(dataset, feats, cfg, progress):
     "Deep Spectral Methods' per-image segments (1,h,w) of every image."
@@ -314,7 +315,7 @@ def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=Fals
     from uss_nb.features import extract_features
     from uss_nb.spectral import spectral_segments
     seed_everything(cfg.seed)
-    feats = extract_features(cfg.backbone, dataset, progress=progress, strict=strict)
+    feats = extract_features(load_backbone(cfg.backbone), dataset, progress=progress, strict=strict)
     scfg = _spectral_cfg(cfg)
     pos = _positions(dataset)
     for name in feats.names:
