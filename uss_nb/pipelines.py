@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.script import call_parse, Param
-from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json
+from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json, save, load
 
 # %% ../nbs/12_pipelines.ipynb #e6b8ef78
 def palette(n:int=256, seed:int=0) -> np.ndarray:
@@ -174,21 +174,31 @@ def _common_crop(fs):
     h, w = min(f.shape[-2] for f in fs), min(f.shape[-1] for f in fs)
     return torch.stack([f[:, (f.shape[-2] - h) // 2:][:, :h, (f.shape[-1] - w) // 2:][:, :, :w] for f in fs])
 
+def _stego_centre(train, cfg):
+    "Per-channel mean `(C,1,1)` of the training features, kept beside `cfg.ckpt` so evaluation centres as training did."
+    p = Path(str(cfg.ckpt) + '.centre.pt') if cfg.ckpt else None
+    if p is not None and p.is_file(): return load(p)
+    m = train.mean((0, 2, 3), keepdim=True)[0]
+    if p is not None: save(m, p)
+    return m
+
 def _train_head(train, cfg, k, verbose=False):
-    "STEGO (or STEGO + OMH for `stego+omh`) trained on features `(N,C,h,w)`, into / from `cfg.ckpt`."
+    "`(result, centre)`: STEGO (or STEGO + OMH for `stego+omh`) trained on features `(N,C,h,w)` centred per channel, into / from `cfg.ckpt`."
     from uss_nb.stego import StegoConfig, train_stego
+    centre = _stego_centre(train, cfg)       # pre-ReLU VGG features share a large common component: uncentred, the codes collapse
+    train = train - centre
     scfg = StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed)
-    if cfg.pipeline != 'stego+omh': return train_stego(train, scfg, ckpt=cfg.ckpt, verbose=verbose)
+    if cfg.pipeline != 'stego+omh': return train_stego(train, scfg, ckpt=cfg.ckpt, verbose=verbose), centre
     from uss_nb.omh import OMHConfig, train_omh
-    return train_omh(train, scfg, OMHConfig(weight=cfg.omh_weight, n_points=2048), ckpt=cfg.ckpt, verbose=verbose)
+    return train_omh(train, scfg, OMHConfig(weight=cfg.omh_weight, n_points=2048), ckpt=cfg.ckpt, verbose=verbose), centre
 
 def _stego_maps(dataset, feats, cfg, k, progress):
     "STEGO: head + cluster probe trained on the split's features (centre-cropped to a common grid), or from `cfg.ckpt`."
     from uss_nb.stego import predict_labels
     train = _common_crop([_grid_feats(feats, n) for n in feats.names])
-    res = _train_head(train, cfg, k)
+    res, centre = _train_head(train, cfg, k)
     del train
-    for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, _grid_feats(feats, n)[None]), None
+    for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, (_grid_feats(feats, n) - centre)[None]), None
 
 def pipeline_maps(dataset, feats, cfg:EvalConfig, k:int, progress:bool=False):
     "Yield `(index in dataset, grid labels (1,h,w), scores (1,k,h,w) or None)` for every image in `feats` by pipeline `cfg.pipeline`."
@@ -467,7 +477,7 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
     seed_everything(cfg.seed)
     feats = _features(ds, cfg, progress)
     if cfg.pipeline.startswith('stego'):
-        return _train_head(_common_crop([_grid_feats(feats, n) for n in feats.names]), cfg, cfg.n_clusters or ds.n_classes, progress)
+        return _train_head(_common_crop([_grid_feats(feats, n) for n in feats.names]), cfg, cfg.n_clusters or ds.n_classes, progress)[0]
     from uss_nb.acg import ACGConfig, train_acg, center_features
     return train_acg([center_features(_grid_feats(feats, n)) for n in feats.names], ACGConfig(epochs=cfg.acg_epochs, seed=cfg.seed),
                      ckpt=cfg.ckpt, verbose=progress)
