@@ -105,7 +105,7 @@ WINO_BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1
 WINO_G = torch.tensor([[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6],
                        [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], dtype=torch.float64)
 WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64)
-WINO_MIN_CHANNELS = 256   # VGG19 uses Winograd for convolutions with at least this many input channels
+WINO_MIN_CHANNELS = 256   # VGG19 uses Winograd for convolutions with at least this many output channels
 
 def winograd_weights(w) -> torch.Tensor:
     "3x3 kernels `w` (Cout,Cin,3,3) in the Winograd F(4x4,3x3) domain: `G w Gᵀ` as (36,Cin,Cout) float32 (computed in float64)."
@@ -125,10 +125,11 @@ def _wino_one(x, U, bias):
     torch.add(Y.permute(2, 3, 0, 4, 1, 5), 0 if bias is None else bias, out=out)          # untile and add the bias in one pass
     return out.view(B, 4 * th, 4 * tw, Co)[:, :H, :W]
 
-def winograd_conv2d(x, U, bias=None, chunk:int=1):
-    "`F.conv2d(x, w, bias, padding=1)` for float32 `x` (B,C,H,W) by Winograd F(4x4,3x3), `U = winograd_weights(w)`, `chunk` images at a time."
+def winograd_conv2d(x, U, bias=None, tiles:int=200):
+    "`F.conv2d(x, w, bias, padding=1)` for float32 `x` (B,C,H,W) by Winograd F(4x4,3x3), `U = winograd_weights(w)`, about `tiles` 4x4 tiles at a time."
     if x.dtype != torch.float32 or U.dtype != torch.float32: raise BadInputError('winograd_conv2d', f'float32 only, got {x.dtype} and {U.dtype}')
     if x.ndim != 4 or U.shape[:2] != (36, x.shape[1]): raise BadInputError('winograd_conv2d', f'x {tuple(x.shape)} does not fit U {tuple(U.shape)}')
+    chunk = max(1, tiles // (-(-x.shape[2] // 4) * -(-x.shape[3] // 4)))   # whole images, enough tiles to reuse U
     if x.shape[0] <= chunk: return _wino_one(x, U, bias).permute(0, 3, 1, 2)
     return torch.cat([_wino_one(x[i:i + chunk], U, bias) for i in range(0, x.shape[0], chunk)]).permute(0, 3, 1, 2)
 
@@ -163,7 +164,7 @@ class VGG19(Backbone):
         self.winograd, self._U = winograd, {}   # 'auto': Winograd for the wide convs on the CPU in float32
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def uses_winograd(self, x) -> bool:
-        "Whether `dense(x)` computes the convolutions with >= `WINO_MIN_CHANNELS` inputs by `winograd_conv2d`."
+        "Whether `dense(x)` computes the convolutions with >= `WINO_MIN_CHANNELS` outputs by `winograd_conv2d`."
         if self.winograd not in ('auto', True, False): raise BadInputError('winograd', f"must be 'auto', True or False, got {self.winograd!r}")
         ok = self.winograd is not False and x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type)
         return ok and (self.winograd is True or x.device.type == 'cpu')
@@ -172,12 +173,14 @@ class VGG19(Backbone):
         key = (conv.weight.data_ptr(), conv.weight._version, str(conv.weight.device))
         if key not in self._U: self._U[key] = winograd_weights(conv.weight)
         return self._U[key]
+    def _wino_forward(self, x):
+        for m in self.body:
+            wide = isinstance(m, nn.Conv2d) and m.out_channels >= WINO_MIN_CHANNELS
+            x = winograd_conv2d(x, self._wino_weights(m), m.bias) if wide else m(x)
+        return x
     def dense(self, x):
         if not self.uses_winograd(x): return DenseOut(self.body(x))
-        for m in self.body:
-            wide = isinstance(m, nn.Conv2d) and m.in_channels >= WINO_MIN_CHANNELS
-            x = winograd_conv2d(x, self._wino_weights(m), m.bias) if wide else m(x)
-        return DenseOut(x)
+        return DenseOut(torch.cat([self._wino_forward(xi[None]) for xi in x]))   # one image at a time: its maps stay in cache
 
 # %% ../nbs/02_backbones.ipynb #46932d2a
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')

@@ -313,23 +313,23 @@ def _ref_grid(ref, shape):
 
 def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_size:int=8, seed:int=0, device='cpu', amp=None,
                    reps:int=3, threads:int=None) -> dict:
-    "Median over `reps` interleaved runs: `extract_features` (first pass, and a cached re-read) against DSM's one-image fp32 extraction of `n_images` random `size`^2 images."
+    "Median over `reps` interleaved runs: `extract_features` (first pass, and a cached re-read) against DSM's one-image fp32 extraction of `n_images` random `size`^2 images; wall-clock and CPU-time ratios."
     nt = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
     try:
         bb = get_backbone(backbone, device=device, pretrained=False)   # pretrained=False: random ViT weights (VGG19 always has its own)
-        ref_bb = get_backbone(backbone, device=device, pretrained=False)
+        ref_bb = get_backbone(backbone, device=device, pretrained=False); ref_bb.load_state_dict(bb.state_dict())   # same weights
         ds = RandomImages(n_images, sizes=((size, size),), seed=seed)
         _dsm_reference(ref_bb, ds.imgs[:1]); extract_features(bb, RandomImages(1, sizes=((size, size),)), progress=False, amp=amp)  # warm up
-        load0, ts = os.getloadavg()[0], dict(ref=[], ours=[])
+        load0, ts, cpu = os.getloadavg()[0], dict(ref=[], ours=[]), dict(ref=[], ours=[])
         with tempfile.TemporaryDirectory() as d:
             kw = dict(batch_size=batch_size, amp=amp, progress=False)
             for r in range(reps):                                      # interleaved, alternating which goes first
                 for who in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     if who == 'ref': ref = _dsm_reference(ref_bb, ds.imgs)
                     else: fs = extract_features(bb, ds, cache_dir=f'{d}/{r}', **kw)
-                    ts[who].append(time.perf_counter() - t0)
+                    ts[who].append(time.perf_counter() - t0); cpu[who].append(time.process_time() - c0)
             t0 = time.perf_counter(); fs = extract_features(bb, ds, cache_dir=f'{d}/{reps - 1}', **kw)
             got = [fs[n].feats.float() for n in fs]
             cached = time.perf_counter() - t0
@@ -338,9 +338,11 @@ def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_siz
         threads_used = torch.get_num_threads()
     finally: torch.set_num_threads(nt)
     med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+    cmed = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
     per = lambda t: 1000 * t / n_images
     return dict(name=f'features:{bb.name}', ours_ms=per(med['ours']), ref_ms=per(med['ref']), ratio=med['ref'] / med['ours'],
-                ratios=[round(a / b, 3) for a, b in zip(ts['ref'], ts['ours'])], rel_err=err, cached_ms=per(cached),
+                ratios=[round(a / b, 3) for a, b in zip(ts['ref'], ts['ours'])],
+                cpu_ratio=cmed['ref'] / cmed['ours'], rel_err=err, cached_ms=per(cached),
                 cached_ratio=med['ref'] / cached, images=n_images, size=size, batch_size=batch_size, reps=reps,
                 device=str(bb.device), compute=compute_dtype(bb.device, amp), threads=threads_used,
                 load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)])
