@@ -108,18 +108,18 @@ WINO_AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4
 WINO_MIN_CHANNELS = 256   # VGG19 uses Winograd for convolutions with at least this many output channels
 
 def winograd_weights(w) -> torch.Tensor:
-    "3x3 kernels `w` (Cout,Cin,3,3) in the Winograd F(4x4,3x3) domain: `G w Gᵀ` as (36,Cin,Cout) float32 (computed in float64)."
-    G = WINO_G.to(w.device)
-    return torch.einsum('ik,ockl,jl->ijco', G, w.double(), G).reshape(36, w.shape[1], w.shape[0]).float().contiguous()
+    "3x3 kernels `w` (Cout,Cin,3,3) in the Winograd F(4x4,3x3) domain: `G w Gᵀ` as (36,Cout,Cin) float32, one matrix product."
+    K = torch.kron(WINO_G, WINO_G).to(w.device, torch.float32)              # (36, 9): K[6i+j, 3k+l] = G[i,k] G[j,l]
+    return (K @ w.detach().float().reshape(-1, 9).T).view(36, *w.shape[:2])
 
 def _wino_one(x, U, bias):
     "`winograd_conv2d` of a batch, all at once: (B,C,H,W) -> (B,H,W,Cout) (channels last)."
-    B, C, H, W = x.shape; th, tw, Co = -(-H // 4), -(-W // 4), U.shape[-1]
+    B, C, H, W = x.shape; th, tw, Co = -(-H // 4), -(-W // 4), U.shape[1]
     BT, AT = WINO_BT.to(x), WINO_AT.to(x)
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 4 * tw + 1 - W, 1, 4 * th + 1 - H))       # (B, 4th+2, 4tw+2, C)
     d = xp.unfold(1, 6, 4).unfold(2, 6, 4).permute(4, 5, 0, 1, 2, 3).reshape(6, -1)       # 6x6 tiles overlapping by 2
     V = torch.matmul(BT, (BT @ d).view(6, 6, -1)).view(36, -1, C)                         # Bᵀ d B: (36, tiles, C)
-    M = torch.bmm(V, U)                                                                    # (36, tiles, Cout)
+    M = torch.bmm(V, U.transpose(1, 2))                                                    # (36, tiles, Cout)
     Y = torch.matmul(AT, (AT @ M.view(6, -1)).view(4, 6, -1)).view(4, 4, B, th, tw, Co)  # Aᵀ M A: 4x4 outputs per tile
     out = torch.empty(B, th, 4, tw, 4, Co, dtype=x.dtype, device=x.device)
     torch.add(Y.permute(2, 3, 0, 4, 1, 5), 0 if bias is None else bias, out=out)          # untile and add the bias in one pass
@@ -128,7 +128,7 @@ def _wino_one(x, U, bias):
 def winograd_conv2d(x, U, bias=None, tiles:int=200):
     "`F.conv2d(x, w, bias, padding=1)` for float32 `x` (B,C,H,W) by Winograd F(4x4,3x3), `U = winograd_weights(w)`, about `tiles` 4x4 tiles at a time."
     if x.dtype != torch.float32 or U.dtype != torch.float32: raise BadInputError('winograd_conv2d', f'float32 only, got {x.dtype} and {U.dtype}')
-    if x.ndim != 4 or U.shape[:2] != (36, x.shape[1]): raise BadInputError('winograd_conv2d', f'x {tuple(x.shape)} does not fit U {tuple(U.shape)}')
+    if x.ndim != 4 or U.ndim != 3 or (U.shape[0], U.shape[2]) != (36, x.shape[1]): raise BadInputError('winograd_conv2d', f'x {tuple(x.shape)} does not fit U {tuple(U.shape)}')
     chunk = max(1, tiles // (-(-x.shape[2] // 4) * -(-x.shape[3] // 4)))   # whole images, enough tiles to reuse U
     if x.shape[0] <= chunk: return _wino_one(x, U, bias).permute(0, 3, 1, 2)
     return torch.cat([_wino_one(x[i:i + chunk], U, bias) for i in range(0, x.shape[0], chunk)]).permute(0, 3, 1, 2)
