@@ -161,6 +161,7 @@ class VGG19(Backbone):
         self.body.load_state_dict({k: v for k, v in sd.items() if k.split('.')[0] in body._modules}, assign=True)
         self.register_buffer('mean', torch.tensor(VGG_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
         self.eval().requires_grad_(False)
+        if winograd not in ('auto', True, False): raise BadInputError('winograd', f"must be 'auto', True or False, got {winograd!r}")
         self.winograd, self._U = winograd, {}   # 'auto': Winograd for the wide convs on the CPU in float32
     def normalize(self, x): return x.flip(1) * 255 - self.mean.to(x.dtype)
     def uses_winograd(self, x) -> bool:
@@ -194,14 +195,14 @@ class ViT(Backbone):
         cfg = getattr(model, 'pretrained_cfg', None) or {}
         self.register_buffer('mean', torch.tensor(cfg.get('mean', (0.485, 0.456, 0.406))).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(cfg.get('std', (0.229, 0.224, 0.225))).view(1, 3, 1, 1), persistent=False)
-        self._qkv, self.early_exit = None, early_exit
+        self._qkv, self.early_exit, self._exiting = None, early_exit, False
         last = model.blocks[-1]
         last.attn.qkv.register_forward_hook(self._keep_qkv)
         for m in (last.attn.proj, last.norm2): m.register_forward_pre_hook(self._prefix_only)
     def _keep_qkv(self, mod, inp, out): self._qkv = out
     def _prefix_only(self, mod, args):
-        "Past the hooked qkv only the CLS (prefix) tokens still matter unless `feature` is 'tokens': feed only them on."
-        if self.early_exit and self.feature != 'tokens': return (args[0][:, :self.model.num_prefix_tokens],) + args[1:]
+        "Inside `dense`, past the hooked qkv only the CLS (prefix) tokens still matter unless `feature` is 'tokens': feed only them on."
+        if self._exiting: return (args[0][:, :self.model.num_prefix_tokens],) + args[1:]
     def normalize(self, x): return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
     def dense(self, x) -> DenseOut:
         B, h, w = x.shape[0], x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
@@ -209,8 +210,10 @@ class ViT(Backbone):
         fused = [b.attn.fused_attn for b in self.model.blocks]
         try:
             for b in self.model.blocks: b.attn.fused_attn = b.attn.fused_attn and not unfused
+            self._exiting = self.early_exit and self.feature != 'tokens'
             tokens = self.model.forward_features(x)
         finally:
+            self._exiting = False                       # the bare model (`self.model(x)`) always runs in full
             for b, f in zip(self.model.blocks, fused): b.attn.fused_attn = f
         qkv, self._qkv = self._qkv, None
         attn_mod, npre = self.model.blocks[-1].attn, self.model.num_prefix_tokens
