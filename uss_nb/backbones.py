@@ -180,8 +180,9 @@ class VGG19(Backbone):
             x = winograd_conv2d(x, self._wino_weights(m), m.bias) if wide else m(x)
         return x
     def dense(self, x):
-        if not self.uses_winograd(x): return DenseOut(self.body(x))
-        return DenseOut(torch.cat([self._wino_forward(xi[None]) for xi in x]))   # one image at a time: its maps stay in cache
+        f = self._wino_forward if self.uses_winograd(x) else self.body
+        if x.device.type != 'cpu': return DenseOut(f(x))
+        return DenseOut(torch.cat([f(xi[None]) for xi in x]))   # on the CPU one image at a time: its maps stay in cache
 
 # %% ../nbs/02_backbones.ipynb #46932d2a
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
