@@ -288,35 +288,62 @@ class FeatureExplorer:
 
 # %% ../nbs/03_features.ipynb #864f55ed
 def _dsm_reference(backbone, imgs):
-    "Deep Spectral Methods' way: per image, fp32, model forward with a hook on the last qkv (ViT) or a plain forward (VGG)."
-    outs = []
-    with torch.no_grad():
-        for img in imgs:
-            x = backbone.normalize(img[None].to(backbone.device))
-            if hasattr(backbone, 'model'):
-                m, keep = backbone.model, {}
-                hk = m.blocks[-1].attn.qkv.register_forward_hook(lambda mod, i, o: keep.update(qkv=o))
-                out = m.forward_features(x); hk.remove()
-                B, T, _ = out.shape; H = m.blocks[-1].attn.num_heads
-                k = keep['qkv'].reshape(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)[1].transpose(1, 2).reshape(B, T, -1)
-                outs.append(k[:, 1:])
-            else: outs.append(backbone.body(x))
+    "Deep Spectral Methods' way: per image, fp32, the model's full forward with a hook on the last qkv (ViT) or a plain forward of the layers (VGG)."
+    outs, was = [], getattr(backbone, 'early_exit', None)
+    if was is not None: backbone.early_exit = False          # DSM runs the whole model
+    try:
+        with torch.no_grad():
+            for img in imgs:
+                x = backbone.normalize(img[None].to(backbone.device))
+                if hasattr(backbone, 'model'):
+                    m, keep = backbone.model, {}
+                    hk = m.blocks[-1].attn.qkv.register_forward_hook(lambda mod, i, o: keep.update(qkv=o))
+                    out = m.forward_features(x); hk.remove()
+                    B, T, _ = out.shape; H = m.blocks[-1].attn.num_heads
+                    k = keep['qkv'].reshape(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)[1].transpose(1, 2).reshape(B, T, -1)
+                    outs.append(k[:, 1:])
+                else: outs.append(backbone.body(x))              # oneDNN's direct convolutions, NCHW, batch 1
+    finally:
+        if was is not None: backbone.early_exit = was
     return outs
 
-def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_size:int=8, seed:int=0, device='cpu', amp=None) -> dict:
-    "Time `extract_features` (first pass and cached re-read) against DSM's one-image fp32 extraction on `n_images` random `size`^2 images."
-    bb = get_backbone(backbone, device=device, pretrained=False)   # pretrained=False: random ViT weights (VGG19 always has its own)
-    ds = RandomImages(n_images, sizes=((size, size),), seed=seed)
-    ref_bb = get_backbone(backbone, device=device, pretrained=False)
-    _dsm_reference(ref_bb, ds.imgs[:1]); extract_features(bb, RandomImages(1, sizes=((size, size),)), progress=False)  # warm up
-    t0 = time.perf_counter(); _dsm_reference(ref_bb, ds.imgs); ref = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as d:
-        kw = dict(cache_dir=d, batch_size=batch_size, amp=amp, progress=False)
-        t0 = time.perf_counter(); extract_features(bb, ds, **kw); ours = time.perf_counter() - t0
-        t0 = time.perf_counter(); fs = extract_features(bb, ds, **kw)
-        for n in fs: fs[n]
-        cached = time.perf_counter() - t0
+def _ref_grid(ref, shape):
+    "A `_dsm_reference` output (ViT: (1,N,C) keys; VGG: (1,C,h,w)) as (C,h,w) of `shape`."
+    return ref[0].T.reshape(shape) if ref.ndim == 3 else ref[0]
+
+def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_size:int=8, seed:int=0, device='cpu', amp=None,
+                   reps:int=3, threads:int=None) -> dict:
+    "`extract_features` (first pass; cached re-read) against DSM's one-image fp32 extraction of `n_images` random `size`^2 images: medians of `reps` interleaved rounds."
+    nt = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try:
+        bb = get_backbone(backbone, device=device, pretrained=False)   # pretrained=False: random ViT weights (VGG19 always has its own)
+        ref_bb = get_backbone(backbone, device=device, pretrained=False); ref_bb.load_state_dict(bb.state_dict())   # same weights
+        ds = RandomImages(n_images, sizes=((size, size),), seed=seed)
+        _dsm_reference(ref_bb, ds.imgs[:1]); extract_features(bb, RandomImages(1, sizes=((size, size),)), progress=False, amp=amp)  # warm up
+        load0, ts, cpu = os.getloadavg()[0], dict(ref=[], ours=[]), dict(ref=[], ours=[])
+        with tempfile.TemporaryDirectory() as d:
+            kw = dict(batch_size=batch_size, amp=amp, progress=False)
+            for r in range(reps):                                      # interleaved, alternating which goes first
+                for who in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    if who == 'ref': ref = _dsm_reference(ref_bb, ds.imgs)
+                    else: fs = extract_features(bb, ds, cache_dir=f'{d}/{r}', **kw)
+                    ts[who].append(time.perf_counter() - t0); cpu[who].append(time.process_time() - c0)
+            t0 = time.perf_counter(); fs = extract_features(bb, ds, cache_dir=f'{d}/{reps - 1}', **kw)
+            got = [fs[n].feats.float() for n in fs]
+            cached = time.perf_counter() - t0
+        want = torch.stack([_ref_grid(o.cpu().float(), g.shape) for o, g in zip(ref, got)])
+        err = ((torch.stack(got) - want).norm() / want.norm()).item()
+        threads_used = torch.get_num_threads()
+    finally: torch.set_num_threads(nt)
+    med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+    cmed = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
     per = lambda t: 1000 * t / n_images
-    return dict(name=f'features:{bb.name}', ours_ms=per(ours), ref_ms=per(ref), ratio=ref / ours, cached_ms=per(cached),
-                cached_ratio=ref / cached, images=n_images, size=size, batch_size=batch_size, device=str(bb.device),
-                compute=compute_dtype(bb.device, amp), threads=torch.get_num_threads())
+    ratios = [a / b for a, b in zip(ts['ref'], ts['ours'])]                 # paired: each round's two runs saw similar load
+    return dict(name=f'features:{bb.name}', ours_ms=per(med['ours']), ref_ms=per(med['ref']), ratio=sorted(ratios)[len(ratios) // 2],
+                ratios=[round(r, 3) for r in ratios],
+                cpu_ratio=cmed['ref'] / cmed['ours'], rel_err=err, cached_ms=per(cached),
+                cached_ratio=med['ref'] / cached, images=n_images, size=size, batch_size=batch_size, reps=reps,
+                device=str(bb.device), compute=compute_dtype(bb.device, amp), threads=threads_used,
+                load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)])
