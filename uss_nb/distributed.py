@@ -418,24 +418,28 @@ def main(argv=None):
 
 if __name__ == '__main__' and getattr(globals().get('__spec__'), 'name', None) == 'uss_nb.distributed': sys.exit(main())
 
-# %% ../nbs/14_distributed.ipynb #373322c3
+# %% ../nbs/14_distributed.ipynb #1bfa512d
 def _bench_job(what, steps, n_images, size):
-    "Seconds of `steps` STEGO steps (after 2 warm-up steps) or of extracting `n_images` CamVid val images, on this rank."
+    "(wall, CPU) seconds of `steps` STEGO steps (after 2 warm-up steps), or of extracting `n_images` CamVid val images (after one per rank), on this rank."
     torch.manual_seed(0)
     if what == 'stego':
         feats = _toy_features(64, 512, 28, 28); cfg = StegoConfig(n_classes=11, batch_size=16, max_steps=steps)
         knn = knn_indices(pool_features(feats), cfg.num_neighbors)
         train_stego_dist(feats, cfg, steps=2, knn=knn, device='cpu'); barrier()
-        t0 = time.perf_counter(); train_stego_dist(feats, cfg, knn=knn, device='cpu'); return time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time(); train_stego_dist(feats, cfg, knn=knn, device='cpu')
+        return time.perf_counter() - t0, time.process_time() - c0
     from uss_nb.data import get_dataset
     bb = get_backbone('vgg19', device='cpu'); ds = Shard(get_dataset('camvid/val'), range(n_images))
     with tempfile.TemporaryDirectory() as d:
-        extract_sharded(bb, Shard(ds, [0]), d, resize=size); barrier()
-        t0 = time.perf_counter(); extract_sharded(bb, ds, d, batch_size=4, resize=size); return time.perf_counter() - t0
+        extract_sharded(bb, Shard(ds, range(rank_world()[1])), d, resize=size); barrier()   # warm-up: one image per rank
+        t0, c0 = time.perf_counter(), time.process_time(); extract_sharded(bb, ds, d, batch_size=4, resize=size)
+        return time.perf_counter() - t0, time.process_time() - c0
 
 def bench_dist(nprocs:int=2, steps:int=20, n_images:int=24, size:int=224) -> dict:
-    "Seconds per STEGO step and per extracted image with `nprocs` gloo processes on this machine (slowest rank)."
+    "Wall seconds (slowest rank) and CPU seconds (summed over ranks) per STEGO step and per extracted image with `nprocs` gloo processes."
     load0 = os.getloadavg()[0]
-    st = max(launch(_bench_job, nprocs, 'stego', steps, n_images, size)); ex = max(launch(_bench_job, nprocs, 'extract', steps, n_images, size))
-    return dict(nprocs=nprocs, stego_s_per_step=st / steps, extract_s_per_image=ex / (n_images - 1),
+    st = launch(_bench_job, nprocs, 'stego', steps, n_images, size); ex = launch(_bench_job, nprocs, 'extract', steps, n_images, size)
+    per = lambda r, n: (max(w for w, _ in r) / n, sum(c for _, c in r) / n)
+    (sw, sc), (ew, ec) = per(st, steps), per(ex, n_images - nprocs)
+    return dict(nprocs=nprocs, stego_s_per_step=sw, stego_cpu_s_per_step=sc, extract_s_per_image=ew, extract_cpu_s_per_image=ec,
                 load_avg=(load0, os.getloadavg()[0]), cpus=os.cpu_count())
