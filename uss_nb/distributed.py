@@ -7,8 +7,8 @@ __all__ = ['COMMANDS', 'rank_world', 'barrier', 'init_distributed', 'free_port',
            'extract_sharded', 'gather_cat', 'train_stego_dist', 'train_omh_dist', 'ABCDist', 'train_acg_dist',
            'dist_extract', 'dist_train', 'main', 'bench_dist']
 
-# %% ../nbs/14_distributed.ipynb #059da210
-import os, sys, time, pickle, socket, shutil, tempfile, datetime, contextlib
+# %% ../nbs/14_distributed.ipynb #e4d308f4
+import os, sys, time, pickle, socket, shutil, tempfile, datetime
 from pathlib import Path
 from urllib.parse import unquote
 import torch, torch.nn as nn, torch.distributed as dist
