@@ -37,7 +37,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['uss_nb', 'uss_nb.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'faiss': shlex.split(cfg.get('faiss_requirements', '')) },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),
