@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fastcore.script import anno_parser, Param
 from .core import BadInputError, get_device, seed_everything, save, load, save_json, config_hash
 from .features import (extract_features, feature_config, compute_dtype, cache_folder, entry_path, read_entry,
-                             FeatureSet, RandomImages, _versions, _check_unique)
+                             FeatureSet, RandomImages, image_sources, _versions, _check_unique)
 from .backbones import get_backbone
 from .stego import (StegoConfig, StegoResult, stego_loss, knn_indices, pool_features, _take, _build, _state, _restore,
                           _step_generator, _batch_indices, _partners)
@@ -71,7 +71,9 @@ def shard_indices(n:int, rank:int=None, world:int=None) -> list:
 
 class Shard:
     "Items `idxs` of `dataset` (and their `names`): what `extract_features` sees on one rank."
-    def __init__(self, dataset, idxs): self.dataset, self.idxs, self.names = dataset, list(idxs), [dataset.names[i] for i in idxs]
+    def __init__(self, dataset, idxs):
+        self.dataset, self.idxs, self.names = dataset, list(idxs), [dataset.names[i] for i in idxs]
+        s = image_sources(dataset); self.sources = None if s is None else [s[i] for i in self.idxs]
     def __len__(self): return len(self.idxs)
     def __getitem__(self, j): return self.dataset[self.idxs[j]]
 
@@ -101,7 +103,8 @@ def extract_sharded(backbone, dataset, cache_dir, batch_size:int=8, resize=None,
     cfg = feature_config(backbone, resize, dtype, compute_dtype(device, amp)); h = config_hash(cfg)
     folder = cache_folder(cache_dir, cfg); stage_dir = folder/'.staging'/f'rank{rank}'; stage = cache_folder(stage_dir, cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    sound = lambda p, n: read_entry(p, n, h, backbone) is not None
+    srcs = image_sources(dataset); srcs = {} if srcs is None else dict(zip(names, srcs))
+    sound = lambda p, n: read_entry(p, n, h, backbone, src=srcs.get(n)) is not None
     _salvage(stage, folder, sound)
     todo = [i for i in shard_indices(len(names), rank, world) if not sound(entry_path(folder, names[i]), names[i])]
     skipped = {}
@@ -118,7 +121,7 @@ def extract_sharded(backbone, dataset, cache_dir, batch_size:int=8, resize=None,
         shutil.rmtree(folder/'.staging', ignore_errors=True)
         save_json(dict(config=cfg, config_hash=h, versions=_versions(), n_images=len(dataset)), folder/'manifest.json')
     barrier()
-    return FeatureSet([n for n in names if n not in skipped], cfg, None, folder, backbone, skipped)
+    return FeatureSet([n for n in names if n not in skipped], cfg, None, folder, backbone, skipped, srcs)
 
 # %% ../nbs/14_distributed.ipynb #f74cf748
 def _extract_job(backbone:str, n:int, cache_dir, batch_size:int=2, sizes=((40, 56), (48, 48), (32, 64))):

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig', 'compute_dtype',
-           'feature_config', 'cache_folder', 'entry_path', 'read_entry', 'FeatureSet', 'extract_features', 'pca_rgb',
-           'FeatureExplorer', 'bench_features']
+           'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'read_entry', 'FeatureSet',
+           'extract_features', 'pca_rgb', 'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses
@@ -96,21 +96,35 @@ def entry_path(folder, name) -> Path:
     "File of the entry for image `name` (any string; '/' and other unsafe characters are escaped)."
     return Path(folder)/f"{quote(str(name), safe='')}.pt"
 
+def _file_id(p) -> str:
+    p = Path(p)
+    try: st = p.stat()
+    except OSError: return f'{p.absolute()}:missing'
+    return f'{p.resolve()}:{st.st_size}:{st.st_mtime_ns}'
+
+def image_sources(dataset):
+    "Per item, the identity of the file it is read from (resolved path, size, mtime), from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
+    s = getattr(dataset, 'sources', None)
+    if s is not None: return list(s)
+    paths = getattr(dataset, 'image_paths', None)
+    return None if paths is None else [_file_id(p) for p in paths]
+
 # %% ../nbs/03_features.ipynb #ee32d22d
-def _entry(out:DenseOut, i, name, size, h, dtype):
+def _entry(out:DenseOut, i, name, size, h, dtype, src=None):
     "The cache entry for image `i` of batch output `out`."
     def cv(t):
         if t is None: return None
         t = t[i].float().cpu().to(getattr(torch, dtype)).contiguous()
         if not torch.isfinite(t).all(): raise BadInputError(name, f"features overflow {dtype}; use dtype='float32'")
         return t
-    return dict(name=name, hash=h, size=list(size), feats=cv(out.feats), cls=cv(out.cls), attn=cv(out.attn))
+    return dict(name=name, hash=h, src=src, size=list(size), feats=cv(out.feats), cls=cv(out.cls), attn=cv(out.attn))
 
-def read_entry(path, name, h, backbone, size=None):
-    "The `DenseOut` cached at `path` if it is sound (loads, same hash and name, right shape), else None."
+def read_entry(path, name, h, backbone, size=None, src=None):
+    "The `DenseOut` cached at `path` if it is sound (loads, same hash and name, same source `src` when given, right shape), else None."
     try: e = load(path)
     except BadInputError: return None
     if not isinstance(e, dict) or e.get('hash') != h or e.get('name') != name: return None
+    if src is not None and e.get('src') != src: return None
     f = e.get('feats')
     if not isinstance(f, torch.Tensor) or f.ndim != 3 or f.shape[0] != backbone.dim: return None
     if not isinstance(e.get('size'), list) or len(e['size']) != 2: return None
@@ -123,9 +137,10 @@ def read_entry(path, name, h, backbone, size=None):
 # %% ../nbs/03_features.ipynb #bf44e8f0
 class FeatureSet(Mapping):
     "Mapping name -> `DenseOut` in dataset order; in memory, or read lazily from a cache folder."
-    def __init__(self, names, config, mem=None, folder=None, backbone=None, skipped=None):
+    def __init__(self, names, config, mem=None, folder=None, backbone=None, skipped=None, sources=None):
         self.names, self.config, self.mem, self.folder, self._bb = list(names), config, mem, folder, backbone
         self.skipped = dict(skipped or {})   # name -> why the image could not be read (not in `names`)
+        self.sources = dict(sources or {})   # name -> source its entry must carry (datasets read from files)
     def __len__(self): return len(self.names)
     def __iter__(self): return iter(self.names)
     def __contains__(self, name): return name in self._index
@@ -136,8 +151,8 @@ class FeatureSet(Mapping):
     def __getitem__(self, name):
         if name not in self._index: raise KeyError(name)
         if self.mem is not None: return self.mem[name]
-        out = read_entry(entry_path(self.folder, name), name, config_hash(self.config), self._bb)
-        if out is None: raise BadInputError(entry_path(self.folder, name), 'cache entry missing or corrupt; run extract_features again')
+        out = read_entry(entry_path(self.folder, name), name, config_hash(self.config), self._bb, src=self.sources.get(name))
+        if out is None: raise BadInputError(entry_path(self.folder, name), 'cache entry missing, corrupt or overwritten by another image of that name; run extract_features again')
         return out
     def __repr__(self):
         bad = f', {len(self.skipped)} unreadable skipped' if self.skipped else ''
@@ -204,14 +219,16 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     else: mem = {}
     names = getattr(dataset, 'names', None)
     if names is not None: _check_unique(names)
+    srcs = image_sources(dataset) if names is not None else None
+    src = (lambda i: None) if srcs is None else srcs.__getitem__
     todo = [i for i in range(len(dataset)) if names is None or folder is None or
-            read_entry(entry_path(folder, names[i]), names[i], h, backbone) is None]
+            read_entry(entry_path(folder, names[i]), names[i], h, backbone, src=src(i)) is None]
     seen, buckets, skipped = [None] * len(dataset), {}, {}
     def flush(key):
         ids, imgs, sizes = zip(*buckets.pop(key))
         out = _run(backbone, list(imgs), device, channels_last, compute)
         for j, (i, name, size) in enumerate(zip(ids, [seen[i] for i in ids], sizes)):
-            e = _entry(out, j, name, size, h, dtype)
+            e = _entry(out, j, name, size, h, dtype, src(i))
             if folder is not None: save(e, entry_path(folder, name))
             else: mem[name] = DenseOut(e['feats'], e['cls'], e['attn'])
         bar.update(len(ids))
@@ -233,7 +250,8 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     all_names = [n for n in names if n not in skipped] if names is not None else [n for n in seen if n is not None]
     _check_unique(all_names)
     if mem is not None: mem = {n: mem[n] for n in all_names}
-    return FeatureSet(all_names, cfg, mem, folder, backbone, skipped)
+    sources = None if srcs is None else {n: s for n, s in zip(names, srcs) if s is not None}
+    return FeatureSet(all_names, cfg, mem, folder, backbone, skipped, sources)
 
 # %% ../nbs/03_features.ipynb #9ad50304
 def pca_rgb(feats, q:int=3):
