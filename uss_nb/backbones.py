@@ -206,6 +206,9 @@ class ViT(Backbone):
         if self._exiting: return (args[0][:, :self.model.num_prefix_tokens],) + args[1:]
     def normalize(self, x): return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
     def dense(self, x) -> DenseOut:
+        if x.device.type == 'cpu' and x.shape[0] > 1:   # on the CPU one image at a time: its outputs never depend on its batch-mates
+            outs = [self.dense(xi[None]) for xi in x]
+            return DenseOut(*(torch.cat([getattr(o, k) for o in outs]) for k in ('feats', 'cls', 'attn')))
         B, h, w = x.shape[0], x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         unfused = x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')   # timm's plain attention: 2x faster in CPU bf16
         fused = [b.attn.fused_attn for b in self.model.blocks]
