@@ -8,7 +8,7 @@ __all__ = ['COMMANDS', 'rank_world', 'barrier', 'init_distributed', 'free_port',
            'dist_extract', 'dist_train', 'main', 'bench_dist']
 
 # %% ../nbs/14_distributed.ipynb #e4d308f4
-import os, sys, time, pickle, socket, shutil, tempfile, datetime
+import os, sys, time, socket, shutil, tempfile, datetime
 from pathlib import Path
 from urllib.parse import unquote
 import torch, torch.nn as nn, torch.distributed as dist
@@ -48,20 +48,20 @@ def free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def _launched(rank, fn, args, nprocs, port, backend, threads, out):
-    "Body of a process started by `launch`: join the group, run `fn`, pickle its result to `out`/rank."
+    "Body of a process started by `launch`: join the group, run `fn`, save its result to `out`/rank (torch.save: tensors, numbers, strings, lists, dicts)."
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs), MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     torch.set_num_threads(threads)
     init_distributed(backend, timeout_s=300)
     try:
         res = fn(*args)
-        with open(Path(out)/f'{rank}.pkl', 'wb') as f: pickle.dump(res, f)
+        torch.save(res, Path(out)/f'{rank}.pt')
     finally: dist.destroy_process_group()
 
 def launch(fn, nprocs:int=2, *args, backend:str='gloo', threads:int=1) -> list:
     "Run `fn(*args)` in `nprocs` spawned processes forming one process group; each rank's result, in rank order."
     with tempfile.TemporaryDirectory() as out:
         mp.start_processes(_launched, args=(fn, args, nprocs, free_port(), backend, threads, out), nprocs=nprocs, start_method='spawn')
-        return [pickle.loads((Path(out)/f'{r}.pkl').read_bytes()) for r in range(nprocs)]
+        return [torch.load(Path(out)/f'{r}.pt', weights_only=True) for r in range(nprocs)]   # never unpickles code
 
 # %% ../nbs/14_distributed.ipynb #6bece442
 def shard_indices(n:int, rank:int=None, world:int=None) -> list:
