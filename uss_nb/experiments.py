@@ -46,6 +46,8 @@ def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progr
             with atomic_write(results, 'w') as f: f.write(''.join(json.dumps(x) + '\n' for x in rows))
     return rows
 
+def _secs(s): return f'{s:.1f}' if s < 10 else f'{s:.0f}'
+
 def summarize(rows, labels=None) -> str:
     "Markdown table: per label and split, mIoU and pixel accuracy as mean ± std over seeds, and the mean run time."
     groups = {}
@@ -54,7 +56,7 @@ def summarize(rows, labels=None) -> str:
     out = ['| configuration | split | seeds | mIoU | pixel acc. | s / run |', '|---|---|---|---|---|---|']
     for g in order:
         rs = groups[g]; m, a = np.array([r['miou'] for r in rs]), np.array([r['acc'] for r in rs])
-        out.append(f"| {g[0]} | {g[1]} | {len(rs)} | {m.mean():.1f} ± {m.std():.1f} | {a.mean():.1f} ± {a.std():.1f} | {np.mean([r['seconds'] for r in rs]):.0f} |")
+        out.append(f"| {g[0]} | {g[1]} | {len(rs)} | {m.mean():.1f} ± {m.std():.1f} | {a.mean():.1f} ± {a.std():.1f} | {_secs(np.mean([r['seconds'] for r in rs]))} |")
     return '\n'.join(out)
 
 # %% ../nbs/13_experiments.ipynb #9fe80c05
