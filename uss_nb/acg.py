@@ -4,9 +4,8 @@
 
 # %% auto #0
 __all__ = ['tokens', 'affinity', 'modularity', 'modularity_loss', 'Attention', 'ACGStep', 'ACGOut', 'ACG', 'ACGConfig',
-           'feature_list', 'train_acg', 'center_features', 'acg_segments', 'Segments', 'segment_ids',
-           'pooled_segment_features', 'segment_boxes', 'crop_segment_features', 'masked_cls_features',
-           'cluster_segments', 'segments_to_labels', 'acg_cluster', 'ConceptExplorer', 'bench_modularity']
+           'feature_list', 'train_acg', 'center_features', 'acg_segments', 'acg_cluster', 'ConceptExplorer',
+           'bench_modularity']
 
 # %% ../nbs/07_acg.ipynb #00ff1cd2
 import math, time, dataclasses
@@ -202,111 +201,11 @@ def acg_segments(model:ACG, feats, chunk:int=64) -> torch.Tensor:
     model.train(was)
     return labs.reshape(feats.shape[0], *feats.shape[-2:])
 
-# %% ../nbs/07_acg.ipynb #ff64d25a
-@dataclasses.dataclass
-class Segments:
-    "Segment features `feats` (M,C) with the `image` (M,) each segment comes from and its `label` (M,) there."
-    feats: torch.Tensor; image: torch.Tensor; label: torch.Tensor
-
-def segment_ids(labels):
-    "(image, label) of every segment in label maps (B,h,w), 255 ignored; also the label count `L` used for keys."
-    labels = labels.long()
-    L = int(labels[labels != 255].max()) + 1 if (labels != 255).any() else 1
-    keys = torch.arange(len(labels), device=labels.device)[:, None, None] * L + labels
-    keys = keys[labels != 255].unique()
-    return keys // L, keys % L, L
-
-def pooled_segment_features(feats, labels) -> Segments:
-    "Mean dense feature of every segment: feats (B,C,h,w), labels (B,h,w) at the same resolution."
-    if feats.shape[-2:] != labels.shape[-2:]: raise BadInputError('labels', f'size {tuple(labels.shape[-2:])} != features {tuple(feats.shape[-2:])}')
-    img, lab, L = segment_ids(labels)
-    labels = labels.to(feats.device).long()
-    keep = labels != 255
-    keys = (torch.arange(len(labels), device=feats.device)[:, None, None] * L + labels)[keep]
-    x = feats.permute(0, 2, 3, 1)[keep].float()
-    sums = torch.zeros(len(labels) * L, x.shape[1], device=x.device).index_add_(0, keys, x)
-    cnt = torch.zeros(len(labels) * L, device=x.device).index_add_(0, keys, torch.ones_like(keys, dtype=torch.float))
-    k = (img * L + lab).to(x.device)
-    return Segments(sums[k] / cnt[k, None], img, lab)
-
-# %% ../nbs/07_acg.ipynb #973e3993
-def segment_boxes(labels, segs_img, segs_lab, H, W, margin:float=0.1):
-    "Pixel boxes (M,4) as (y0,y1,x0,x1) around each segment, scaled from label resolution to H×W and enlarged by `margin`."
-    h, w = labels.shape[-2:]
-    m = labels[segs_img] == segs_lab[:, None, None].to(labels.device)          # (M,h,w)
-    ys, xs = m.any(2), m.any(1)
-    first = lambda a: a.float().argmax(1)
-    last = lambda a: a.shape[1] - 1 - a.flip(1).float().argmax(1)
-    box = torch.stack([first(ys) * H / h, (last(ys) + 1) * H / h, first(xs) * W / w, (last(xs) + 1) * W / w], 1)
-    dy, dx = (box[:, 1] - box[:, 0]) * margin, (box[:, 3] - box[:, 2]) * margin
-    box = box + torch.stack([-dy, dy, -dx, dx], 1)
-    lim = torch.tensor([H, H, W, W], device=box.device, dtype=box.dtype)
-    return torch.minimum(box.clamp_min(0), lim).round().long()
-
-def _pool(out, pool):
-    "A (B,C) vector from a backbone's output: tensor (B,C,h,w)/(B,C), or an object with `.feats`/`.cls`."
-    if not isinstance(out, torch.Tensor):
-        out = out.cls if pool == 'cls' and getattr(out, 'cls', None) is not None else out.feats
-    return out.flatten(2).mean(-1) if out.ndim == 4 else out
-
-@torch.no_grad()
-def crop_segment_features(images, labels, backbone, size=224, margin:float=0.1, pool:str='mean', batch:int=32) -> Segments:
-    "Feature of a crop around every segment: `backbone(crops)` pooled; images (B,3,H,W) in [0,1], labels (B,h,w)."
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    img, lab, _ = segment_ids(labels)
-    boxes = segment_boxes(labels, img, lab, *images.shape[-2:], margin=margin).tolist()
-    crop = lambda m: F.interpolate(images[img[m], :, boxes[m][0]:boxes[m][1], boxes[m][2]:boxes[m][3]][None].float(), size=size, mode='bilinear', align_corners=False)
-    out = [_pool(backbone(torch.cat([crop(m) for m in range(s, min(s + batch, len(img)))]).clamp(0, 1)), pool).float()
-           for s in range(0, len(img), batch)]
-    return Segments(torch.cat(out), img, lab)
-
-# %% ../nbs/07_acg.ipynb #0c646031
-def _cls_mask(keep, npre):
-    "Additive attention masks (M,1,T,T): row 0 (CLS) sees the prefix tokens and the patches where `keep` (M,N)."
-    M, N = keep.shape
-    allow = torch.cat([keep.new_ones(M, npre), keep], 1)
-    mask = torch.zeros(M, 1, N + npre, N + npre, device=keep.device)
-    mask[:, 0, 0] = torch.zeros_like(allow, dtype=torch.float).masked_fill(~allow, float('-inf'))
-    return mask
-
-@torch.no_grad()
-def masked_cls_features(vit, images, labels, n_masked:int=1, chunk:int=16) -> Segments:
-    "CLS output of a timm ViT per segment, the CLS token attending only to the segment's patches in the last `n_masked` blocks."
-    model, norm = (vit.model, vit.normalize) if hasattr(vit, 'model') else (vit, lambda x: x)
-    p = model.patch_embed.patch_size[0]
-    images = images[..., :images.shape[-2] // p * p, :images.shape[-1] // p * p]
-    dev = next(model.parameters()).device
-    grid = (images.shape[-2] // p, images.shape[-1] // p)
-    img, lab, _ = segment_ids(labels)
-    if tuple(labels.shape[-2:]) != grid: labels = F.interpolate(labels[:, None].float(), size=grid, mode='nearest')[:, 0].long()
-    x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(norm(images.to(dev).float())))))
-    nb = len(model.blocks) - n_masked
-    for blk in model.blocks[:nb]: x = blk(x)
-    keep = labels.to(dev).flatten(1)[img.to(dev)] == lab.to(dev)[:, None]
-    out = []
-    for s in range(0, len(img), chunk):
-        xs, mask = x[img[s:s + chunk].to(dev)], _cls_mask(keep[s:s + chunk], model.num_prefix_tokens)
-        for blk in model.blocks[nb:]: xs = blk(xs, attn_mask=mask)
-        out.append(model.norm(xs)[:, 0].float())
-    return Segments(torch.cat(out), img, lab)
+# %% ../nbs/07_acg.ipynb #beb0b3d4
+from .kmeans import (Segments, segment_ids, pooled_segment_features, segment_boxes, crop_segment_features,
+                           masked_cls_features, cluster_segments, segments_to_labels, merge_adjacent)
 
 # %% ../nbs/07_acg.ipynb #fe2ac3a5
-def cluster_segments(segs:Segments, n_classes:int, seed:int=0, normalize:bool=True) -> torch.Tensor:
-    "k-means cluster (M,) of every segment's feature (L2-normalised first unless `normalize=False`)."
-    from sklearn.cluster import KMeans
-    x = F.normalize(segs.feats.float(), dim=1) if normalize else segs.feats.float()
-    if len(x) < n_classes: raise BadInputError('segments', f'{len(x)} segments cannot make {n_classes} clusters')
-    km = KMeans(n_classes, n_init=10, random_state=seed).fit(x.cpu().numpy())
-    return torch.as_tensor(km.labels_, dtype=torch.long)
-
-def segments_to_labels(labels, segs:Segments, clusters) -> torch.Tensor:
-    "Class maps (B,h,w): each segment's pixels in `labels` (B,h,w) get its cluster; 255 stays 255."
-    _, _, L = segment_ids(labels)
-    lut = torch.full((len(labels) * L + 1,), 255, dtype=torch.long, device=labels.device)
-    lut[(segs.image * L + segs.label).to(labels.device)] = clusters.to(labels.device)
-    keys = torch.arange(len(labels), device=labels.device)[:, None, None] * L + labels.long()
-    return lut[torch.where(labels == 255, len(labels) * L, keys)]
-
 def acg_cluster(model:ACG, feats, n_classes:int, how:str='pooled', images=None, backbone=None, seed:int=0, **kw):
     "Dataset-level class maps (B,h,w) from ACG segments of feats (B,C,h,w); `how` in pooled/crop/cls; returns (maps, segments, clusters)."
     labels = acg_segments(model, feats)

@@ -158,7 +158,7 @@ def _acg_segments(dataset, feats, cfg, progress):
 
 def _segment_maps(dataset, feats, cfg, k, kind, segments, progress):
     "Per-image segments, pooled segment features, one dataset-level clustering of all segments; label maps per image."
-    from uss_nb.acg import pooled_segment_features
+    from uss_nb.kmeans import pooled_segment_features
     segs, pooled = [], []
     for i, seg in enumerate(segments):
         segs.append(seg); pooled.append(pooled_segment_features(_grid_feats(feats, feats.names[i])[None], seg))
