@@ -24,6 +24,8 @@ def test_demo_writes_overlays(tmp_path):
     assert [i['name'] for i in summary['images']] == ['astronaut', 'camera']
     for i in summary['images']:
         assert (out/i['overlay']).stat().st_size > 1000 and (out/i['eigen']).stat().st_size > 1000
+        assert (out/i['labels']).exists() and i['clusters']
+    assert (out/'clusters.png').stat().st_size > 1000
     assert (out/'summary.md').exists() and (out/'summary.html').exists()
 
 def test_demo_refuses_unwritable_output(tmp_path):

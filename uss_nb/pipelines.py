@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['PIPELINES', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'EvalConfig',
            'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'pipeline_maps',
-           'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images', 'run_demo',
-           'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment',
-           'uss_train', 'main', 'bench_main']
+           'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
+           'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo',
+           'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform, functools, warnings, contextlib
+import sys, time, json, platform, functools, warnings, contextlib, html
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.script import call_parse, Param
-from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json
+from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json, save, load
 
 # %% ../nbs/12_pipelines.ipynb #e6b8ef78
 def palette(n:int=256, seed:int=0) -> np.ndarray:
@@ -174,21 +174,31 @@ def _common_crop(fs):
     h, w = min(f.shape[-2] for f in fs), min(f.shape[-1] for f in fs)
     return torch.stack([f[:, (f.shape[-2] - h) // 2:][:, :h, (f.shape[-1] - w) // 2:][:, :, :w] for f in fs])
 
+def _stego_centre(train, cfg):
+    "Per-channel mean `(C,1,1)` of the training features, kept beside `cfg.ckpt` so evaluation centres as training did."
+    p = Path(str(cfg.ckpt) + '.centre.pt') if cfg.ckpt else None
+    if p is not None and p.is_file(): return load(p)
+    m = train.mean((0, 2, 3), keepdim=True)[0]
+    if p is not None: save(m, p)
+    return m
+
 def _train_head(train, cfg, k, verbose=False):
-    "STEGO (or STEGO + OMH for `stego+omh`) trained on features `(N,C,h,w)`, into / from `cfg.ckpt`."
+    "`(result, centre)`: STEGO (or STEGO + OMH for `stego+omh`) trained on features `(N,C,h,w)` centred per channel, into / from `cfg.ckpt`."
     from uss_nb.stego import StegoConfig, train_stego
+    centre = _stego_centre(train, cfg)       # pre-ReLU VGG features share a large common component: uncentred, the codes collapse
+    train = train - centre
     scfg = StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed)
-    if cfg.pipeline != 'stego+omh': return train_stego(train, scfg, ckpt=cfg.ckpt, verbose=verbose)
+    if cfg.pipeline != 'stego+omh': return train_stego(train, scfg, ckpt=cfg.ckpt, verbose=verbose), centre
     from uss_nb.omh import OMHConfig, train_omh
-    return train_omh(train, scfg, OMHConfig(weight=cfg.omh_weight, n_points=2048), ckpt=cfg.ckpt, verbose=verbose)
+    return train_omh(train, scfg, OMHConfig(weight=cfg.omh_weight, n_points=2048), ckpt=cfg.ckpt, verbose=verbose), centre
 
 def _stego_maps(dataset, feats, cfg, k, progress):
     "STEGO: head + cluster probe trained on the split's features (centre-cropped to a common grid), or from `cfg.ckpt`."
     from uss_nb.stego import predict_labels
     train = _common_crop([_grid_feats(feats, n) for n in feats.names])
-    res = _train_head(train, cfg, k)
+    res, centre = _train_head(train, cfg, k)
     del train
-    for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, _grid_feats(feats, n)[None]), None
+    for i, n in enumerate(feats.names): yield i, predict_labels(res.head, res.probe, (_grid_feats(feats, n) - centre)[None]), None
 
 def pipeline_maps(dataset, feats, cfg:EvalConfig, k:int, progress:bool=False):
     "Yield `(index in dataset, grid labels (1,h,w), scores (1,k,h,w) or None)` for every image in `feats` by pipeline `cfg.pipeline`."
@@ -277,12 +287,15 @@ def subset(ds, idx):
 # %% ../nbs/12_pipelines.ipynb #2e6f4b9f
 @dataclass
 class DemoConfig:
-    "Settings of the demo: backbone, working resolution, and DSM's per-image segmentation."
+    "Settings of the demo: backbone, working resolution, the segmentation pipeline and DSM's eigenvectors shown beside it."
     backbone: str = 'vgg19'
     size: int = 320            # shorter image side at which features are computed
-    n_segments: int = 6        # per-image segments (k-means on the eigenvectors)
-    k: int = 10                # eigenvectors computed (the trivial one included)
-    color_lambda: float = 10.0 # weight of the KNN colour affinity (DSM's image_color_lambda)
+    pipeline: str = 'kmeans'   # the best pipeline measured on the tuning splits (13_experiments): k-means of the features...
+    refine: str = 'crf'        # ...refined by a dense CRF at image resolution
+    n_clusters: int = 6        # classes shared by all the photos
+    n_segments: int = 6        # DSM: per-image segments (k-means on the eigenvectors)
+    k: int = 10                # DSM: eigenvectors computed (the trivial one included)
+    color_lambda: float = 10.0 # DSM: weight of the KNN colour affinity (DSM's image_color_lambda)
     seed: int = 0
 
 def _spectral_cfg(cfg:DemoConfig):
@@ -310,12 +323,12 @@ def _save_fig(fig, path):
     plt.close(fig)
 
 # %% ../nbs/12_pipelines.ipynb #d0cf9177
-def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=False):
-    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each readable image of `dataset` by DSM."
+def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=False, feats=None):
+    "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each readable image of `dataset` by DSM (features extracted unless `feats` are given)."
     from uss_nb.features import extract_features
     from uss_nb.spectral import spectral_segments
     seed_everything(cfg.seed)
-    feats = extract_features(load_backbone(cfg.backbone), dataset, progress=progress, strict=strict)
+    if feats is None: feats = extract_features(load_backbone(cfg.backbone), dataset, progress=progress, strict=strict)
     scfg = _spectral_cfg(cfg)
     pos = _positions(dataset)
     for name in feats.names:
@@ -324,43 +337,85 @@ def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=Fals
         seg, vals, vecs = spectral_segments(f, img[None], scfg, size=tuple(img.shape[-2:]))
         yield name, img, seg[0], vals[0], vecs[0], tuple(f.shape[-2:])
 
+# %% ../nbs/12_pipelines.ipynb #9d4a5853
+def cluster_figure(images:dict, labels:dict, n_clusters:int, per_cluster:int=5, fade:float=0.2):
+    "A matplotlib figure: per cluster, the `per_cluster` images (name -> (3,H,W)) where its label maps (name -> (H,W)) cover most, the rest faded."
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    if not labels: raise BadInputError('labels', 'no label maps to draw')
+    area = {c: sorted(((float((lab == c).float().mean()), n) for n, lab in labels.items()), reverse=True) for c in range(n_clusters)}
+    used = [c for c in range(n_clusters) if area[c][0][0] > 0]
+    cols, pal = min(per_cluster, len(labels)), palette(max(n_clusters, 1))
+    fig, axs = plt.subplots(len(used), cols, figsize=(2.4 * cols, 2.1 * len(used)), squeeze=False)
+    for r, c in enumerate(used):
+        for j, ax in enumerate(axs[r]):
+            ax.set_xticks([]); ax.set_yticks([])
+            if j >= len(area[c]) or area[c][j][0] == 0: ax.axis('off'); continue
+            frac, n = area[c][j]
+            img = _hwc_uint8(images[n]).astype(np.float32); m = (labels[n] == c).numpy()[..., None]
+            ax.imshow((img * np.where(m, 1., fade) + 255 * (1 - fade) * (1 - m) * fade).clip(0, 255).astype(np.uint8))
+            ax.set_title(f'{n} ({100 * frac:.0f}%)', fontsize=8)
+            for sp in ax.spines.values(): sp.set_edgecolor(pal[c] / 255); sp.set_linewidth(3)
+        axs[r][0].set_ylabel(f'cluster {c}', color=pal[c] / 255, fontsize=10)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/12_pipelines.ipynb #11bf6826
+def _describe(cfg):
+    refine = ' refined by a dense CRF' if cfg.refine == 'crf' else ''
+    return (f"{cfg.backbone} features; pipeline `{cfg.pipeline}`{refine} into {cfg.n_clusters} clusters shared by all photos; "
+            f"beside it Deep Spectral Methods' eigenvectors (feature + KNN colour affinity, λ = {cfg.color_lambda}).")
+
 def _summary_md(cfg, rows, secs):
-    lines = ['# uss_nb demo', '', f'Pipeline: {cfg.backbone} features, Deep Spectral Methods per-image segments '
-             f'(feature affinity + KNN colour affinity, λ = {cfg.color_lambda}), {cfg.n_segments} segments per image.', '',
-             f'Settings: `{json.dumps(asdict(cfg))}`', '',
+    lines = ['# uss_nb demo', '', _describe(cfg), '', f'Settings: `{json.dumps(asdict(cfg))}`', '',
              f'Run time: {secs:.1f} s on {get_device().type} ({platform.processor() or platform.machine()}), '
-             f'torch {torch.__version__}.', '', '| image | size | segments | λ₁..λ₄ | overlay | eigenvectors |', '|---|---|---|---|---|---|']
+             f'torch {torch.__version__}.', '', '## Clusters', '', '![](clusters.png)', '', '## Images', '',
+             '| image | size | clusters | λ₁..λ₄ | overlay | eigenvectors |', '|---|---|---|---|---|---|']
     for r in rows:
-        lines.append(f"| {r['name']} | {r['size'][1]}×{r['size'][0]} | {r['n_segments']} | {', '.join(f'{v:.3f}' for v in r['eigenvalues'][1:5])} "
-                     f"| ![]({r['overlay']}) | ![]({r['eigen']}) |")
+        lines.append(f"| {r['name']} | {r['size'][1]}×{r['size'][0]} | {', '.join(map(str, r['clusters']))} | "
+                     f"{', '.join(f'{v:.3f}' for v in r['eigenvalues'][1:5])} | ![]({r['overlay']}) | ![]({r['eigen']}) |")
     return '\n'.join(lines) + '\n'
 
-def _summary_html(md_rows, cfg, secs):
-    cells = ''.join(f"<tr><td>{r['name']}</td><td>{r['n_segments']}</td><td><img src='{r['overlay']}' height=160></td>"
-                    f"<td><img src='{r['eigen']}' height=120></td></tr>" for r in md_rows)
+def _summary_html(rows, cfg, secs):
+    cells = ''.join(f"<tr><td>{r['name']}</td><td>{', '.join(map(str, r['clusters']))}</td><td><img src='{r['overlay']}' height=160></td>"
+                    f"<td><img src='{r['eigen']}' height=120></td></tr>" for r in rows)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>uss_nb demo</title></head><body>"
-            f"<h1>uss_nb demo</h1><p>{cfg.backbone} features, Deep Spectral Methods segments, {len(md_rows)} images, "
-            f"{secs:.1f} s.</p><table border=1 cellpadding=4><tr><th>image</th><th>segments</th><th>overlay</th>"
+            f"<h1>uss_nb demo</h1><p>{html.escape(_describe(cfg))} {len(rows)} images, {secs:.1f} s.</p>"
+            f"<h2>Clusters</h2><img src='clusters.png' style='max-width:100%'><h2>Images</h2>"
+            f"<table border=1 cellpadding=4><tr><th>image</th><th>clusters</th><th>overlay</th>"
             f"<th>eigenvectors</th></tr>{cells}</table></body></html>\n")
 
 def run_demo(cfg:DemoConfig=None, out='outputs', limit:int=None, progress:bool=True) -> dict:
-    "Segment the embedded sample photos into `out`: `NAME_overlay.png`, `NAME_eigenvectors.png`, `summary.md/html/json`."
+    "Segment the embedded sample photos by `cfg.pipeline` into `out`: overlays, label maps, eigenvector and cluster figures, `summary.md/html/json`."
     from uss_nb.data import skimage_samples, WorkingRes
+    from uss_nb.features import extract_features
     cfg, out = cfg or DemoConfig(), Path(out)
+    check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine')
+    if cfg.refine == 'crf': _densecrf()
     _writable(out)
     ds = skimage_samples(tfm=WorkingRes(size=cfg.size))
     if limit: ds = subset(ds, limit)
-    t0, rows = time.perf_counter(), []
-    for name, img, seg, vals, vecs, grid in segment_images(ds, cfg, progress):
-        _save_png(overlay(img, seg), out/f'{name}_overlay.png')
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    feats = extract_features(load_backbone(cfg.backbone), ds, progress=progress)
+    ecfg = EvalConfig(pipeline=cfg.pipeline, backbone=cfg.backbone, n_clusters=cfg.n_clusters, seed=cfg.seed, refine=cfg.refine)
+    images, labels = {}, {}
+    for i, grid, scores in pipeline_maps(ds, feats, ecfg, cfg.n_clusters, progress):
+        image, _, name = ds[i]
+        images[name], labels[name] = image, _final(image, grid, scores, ecfg, cfg.n_clusters, image.shape[-2:])
+        _save_png(overlay(image, labels[name]), out/f'{name}_overlay.png')
+        _save_png(labels[name].clamp(max=255).to(torch.uint8).numpy(), out/f'{name}_labels.png')
+    _save_fig(cluster_figure(images, labels, cfg.n_clusters), out/'clusters.png')
+    rows = []
+    for name, img, seg, vals, vecs, grid in segment_images(ds, cfg, progress, feats=feats):
         _save_fig(eigen_figure(img, vecs, grid), out/f'{name}_eigenvectors.png')
-        rows.append(dict(name=name, size=tuple(img.shape[-2:]), n_segments=int(seg.unique().numel()),
-                         eigenvalues=[float(v) for v in vals], overlay=f'{name}_overlay.png', eigen=f'{name}_eigenvectors.png'))
+        rows.append(dict(name=name, size=tuple(img.shape[-2:]), clusters=sorted(int(c) for c in labels[name].unique()),
+                         eigenvalues=[float(v) for v in vals], overlay=f'{name}_overlay.png', labels=f'{name}_labels.png',
+                         eigen=f'{name}_eigenvectors.png'))
     secs = time.perf_counter() - t0
     with atomic_write(out/'summary.md', 'w') as f: f.write(_summary_md(cfg, rows, secs))
     with atomic_write(out/'summary.html', 'w') as f: f.write(_summary_html(rows, cfg, secs))
-    res = dict(config=asdict(cfg), seconds=secs, images=rows)
+    res = dict(config=asdict(cfg), seconds=secs, images=rows, clusters='clusters.png')
     save_json(res, out/'summary.json')
     return res
 
@@ -422,7 +477,7 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
     seed_everything(cfg.seed)
     feats = _features(ds, cfg, progress)
     if cfg.pipeline.startswith('stego'):
-        return _train_head(_common_crop([_grid_feats(feats, n) for n in feats.names]), cfg, cfg.n_clusters or ds.n_classes, progress)
+        return _train_head(_common_crop([_grid_feats(feats, n) for n in feats.names]), cfg, cfg.n_clusters or ds.n_classes, progress)[0]
     from uss_nb.acg import ACGConfig, train_acg, center_features
     return train_acg([center_features(_grid_feats(feats, n)) for n in feats.names], ACGConfig(epochs=cfg.acg_epochs, seed=cfg.seed),
                      ckpt=cfg.ckpt, verbose=progress)
@@ -456,11 +511,14 @@ def _print_skipped(cmd, skipped, n, what):
 def uss_demo(out:Param('output folder', str)='outputs',
              backbone:Param('backbone name (see uss_nb.backbones.list_backbones)', str)='vgg19',
              limit:Param('only the first N embedded photos', int)=None,
-             n_segments:Param('segments per image', int)=DemoConfig.n_segments,
+             pipeline:Param(f"one of {', '.join(PIPELINES)}", str)=DemoConfig.pipeline,
+             refine:Param(f"one of {', '.join(REFINERS)}", str)=DemoConfig.refine,
+             n_clusters:Param('clusters shared by all photos', int)=DemoConfig.n_clusters,
+             n_segments:Param('DSM segments per image (eigenvector figures)', int)=DemoConfig.n_segments,
              size:Param('shorter image side the features are computed at', int)=DemoConfig.size,
              quiet:Param('no progress bars', bool)=False):
     "Segment the photographs shipped with scikit-image (no download) and write overlays, figures and a summary to `out`."
-    res = run_demo(DemoConfig(backbone=backbone, n_segments=n_segments, size=size), out, limit=limit, progress=not quiet)
+    res = run_demo(DemoConfig(backbone=backbone, pipeline=pipeline, refine=refine, n_clusters=n_clusters, n_segments=n_segments, size=size), out, limit=limit, progress=not quiet)
     print(f"wrote {len(res['images'])} overlays and {Path(out)/'summary.md'}")
 
 @call_parse
