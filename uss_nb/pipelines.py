@@ -7,7 +7,7 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS'
            'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'pipeline_maps',
            'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
            'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo',
-           'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_main']
+           'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html
@@ -499,7 +499,9 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
 # %% ../nbs/12_pipelines.ipynb #2c560113
 BENCHES = {'read': ('uss_nb.data', 'bench_read'), 'features': ('uss_nb.features', 'bench_features'),
            'sinkhorn': ('uss_nb.ot', 'bench_sinkhorn'), 'kmeans': ('uss_nb.kmeans', 'bench_kmeans'),
-           'eigen': ('uss_nb.spectral', 'bench_eigen')}
+           'eigen': ('uss_nb.spectral', 'bench_eigen'), 'knn': ('uss_nb.stego', 'bench_knn'),
+           'modularity': ('uss_nb.acg', 'bench_modularity'), 'abc': ('uss_nb.attention_clustering', 'bench_abc'),
+           'omh': ('uss_nb.omh', 'bench_omh'), 'dist': ('uss_nb.distributed', 'bench_dist')}
 
 def get_bench(name:str):
     "The benchmark function registered as `name`; a mistyped name lists the valid ones."
@@ -619,10 +621,48 @@ def _kv(s):
     try: return k, json.loads(v)
     except json.JSONDecodeError: return k, v
 
+def bench_options(fn) -> dict:
+    "The options a benchmark function takes, with their defaults (`inspect.Parameter.empty` where there is none)."
+    import inspect
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+def _takes_kwargs(fn):
+    import inspect
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+def bench_args(name:str, args:list) -> dict:
+    "Parse a benchmark's options, `key=value`, `--key=value` or `--key value`, checked against the function's parameters."
+    fn, out, args = get_bench(name), {}, list(args)
+    opts = bench_options(fn)
+    while args:
+        a = args.pop(0)
+        if a.startswith('--'):
+            a = a[2:].replace('-', '_')
+            if '=' not in a:
+                if not args: raise BadInputError(a, f'option --{a} of benchmark {name!r} needs a value')
+                a = f'{a}={args.pop(0)}'
+        elif '=' not in a: raise BadInputError(a, f'expected key=value (options of {name!r}: {", ".join(opts)})')
+        k, v = _kv(a)
+        if k not in opts and not _takes_kwargs(fn): raise BadInputError(k, f'benchmark {name!r} has no option {k!r}; its options: {", ".join(opts)}')
+        out[k] = v
+    return out
+
+def _bench_help(name):
+    "The usage text of one benchmark: its docstring and its options with their defaults."
+    import inspect
+    fn = get_bench(name)
+    opts = '\n'.join(f'  {k}={"(required)" if d is inspect.Parameter.empty else json.dumps(d, default=str)}'
+                     for k, d in bench_options(fn).items())
+    return f"usage: uss-bench {name} [key=value ...]\n\n{inspect.getdoc(fn)}\n\noptions (defaults):\n{opts}"
+
 def bench_main():
     "Entry point of `uss-bench NAME [key=value ...]`: run one benchmark and print its result as one JSON line."
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print(f"usage: uss-bench NAME [key=value ...]\n\nbenchmarks: {', '.join(BENCHES)}"); return 0
-    try: fn = get_bench(sys.argv[1])
+        print(f"usage: uss-bench NAME [key=value ...]\n\nbenchmarks: {', '.join(BENCHES)}\n"
+              f"run 'uss-bench NAME --help' for a benchmark's options"); return 0
+    name, rest = sys.argv[1], sys.argv[2:]
+    try:
+        if any(a in ('-h', '--help') for a in rest): print(_bench_help(name)); return 0
+        kw = bench_args(name, rest)
     except BadInputError as e: print(f'uss-bench: error: {e}', file=sys.stderr); sys.exit(2)
-    print(json.dumps(fn(**dict(map(_kv, sys.argv[2:]))), default=str))
+    print(json.dumps(get_bench(name)(**kw), default=str))
