@@ -164,9 +164,8 @@ def _epoch(model, opt, features, cfg, epoch, device):
     return total / n
 
 # %% ../nbs/07_acg.ipynb #20e37255
-def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
-    "Train an `ACG` on per-image dense features by maximising modularity; returns (model, history of per-epoch mean Q)."
-    cfg = cfg or ACGConfig()
+def _setup(features, cfg, ckpt):
+    "Features as a list, the device, a seeded ACG and its optimiser, resumed from `ckpt` when it exists: (features, device, model, opt, start epoch, history, key)."
     features = feature_list(features)
     dim, device = features[0].shape[0], get_device(cfg.device)
     seed_everything(cfg.seed)
@@ -177,6 +176,12 @@ def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
         st = load(ckpt)
         if st['key'] != key: raise BadInputError(ckpt, 'checkpoint was made with different settings')
         model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); start, history = st['epoch'], list(st['history'])
+    return features, device, model, opt, start, history, key
+
+def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
+    "Train an `ACG` on per-image dense features by maximising modularity; returns (model, history of per-epoch mean Q)."
+    cfg = cfg or ACGConfig()
+    features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
     for e in range(start, cfg.epochs):
         model.train()
         history.append(_epoch(model, opt, features, cfg, e, device))

@@ -15,14 +15,14 @@ import torch, torch.nn as nn, torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 from fastcore.script import anno_parser, Param
-from .core import BadInputError, get_device, seed_everything, save, load, save_json, config_hash
+from .core import BadInputError, get_device, save, save_json, config_hash
 from .features import (extract_features, feature_config, compute_dtype, cache_folder, entry_path, read_entry,
                              FeatureSet, RandomImages, image_sources, _versions, _check_unique)
 from .backbones import get_backbone
-from .stego import (StegoConfig, StegoResult, stego_loss, knn_indices, pool_features, _take, _build, _state, _restore,
+from .stego import (StegoConfig, StegoResult, knn_indices, pool_features, _take, _state, _resume, _update,
                           _step_generator, _batch_indices, _partners)
 from .attention_clustering import ABC, abc_loss, _batches
-from .acg import ACG, ACGConfig, feature_list, tokens, modularity, affinity, _micro_batches, _train_hash
+from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup
 
 # %% ../nbs/14_distributed.ipynb #18cb3020
 def rank_world() -> tuple:
@@ -192,16 +192,8 @@ def _dist_step(step, features, knn, model, opt, popt, cfg, extra_losses, device)
     cat = lambda a, b: None if a is None else torch.cat([a[rows], b[rows]])
     codes = model(torch.cat([feats[rows], feats_pos[rows]]), [cat(a, b) for a, b in zip(m, m_pos)])
     code, code_pos = gather_cat(codes[:k], sizes), gather_cat(codes[k:], sizes)
-    corr, logs = stego_loss(lf, lfp, code, code_pos, cfg, g)
-    loss = corr
     batch = dict(feats=feats, feats_pos=feats_pos, code_pos=code_pos, idx=idx, idx_pos=idx_pos, step=step, generator=g)
-    for fn in extra_losses:
-        l, lg = fn(code, batch); loss = loss + l; logs |= {k: float(v) for k, v in lg.items()}
-    cluster, _ = probe(code.detach())
-    opt.zero_grad(); popt.zero_grad()
-    (loss + cluster).backward()
-    opt.step(); popt.step()
-    return dict(step=step, loss=loss.item(), corr=corr.item(), cluster=cluster.item()) | logs
+    return _update(lf, lfp, code, batch, probe, opt, popt, cfg, extra_losses)
 
 # %% ../nbs/14_distributed.ipynb #166c65e5
 def _broadcast(obj):
@@ -214,14 +206,7 @@ def train_stego_dist(features, cfg:StegoConfig=None, ckpt=None, steps=None, extr
     "`train_stego` with each global batch split over the ranks of the process group (any number, 1 included); every rank returns the result."
     rank, world = rank_world()
     cfg = cfg or StegoConfig(); device = get_device(device); extra = list(extra_modules)
-    if len(features) == 0: raise BadInputError('features', 'no images')
-    f0 = torch.as_tensor(features[0])
-    if f0.ndim != 3: raise BadInputError('features', f'expected (N,C,h,w), got items of shape {tuple(f0.shape)}')
-    for m in extra: m.to(device)
-    head, probe, opt, popt = _build(f0.shape[0], cfg, extra, device)
-    step, history = 0, []
-    if ckpt is not None and Path(ckpt).exists():
-        step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra)
+    head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn)
     if knn is None: knn = _broadcast(knn_indices(pool_features(features, device=device), cfg.num_neighbors).cpu() if rank == 0 else None)
     knn = knn.cpu(); end = cfg.max_steps if steps is None else min(cfg.max_steps, step + steps)
     model = mods = _Heads(head, probe, extra)
@@ -319,16 +304,8 @@ def _acg_epoch(model, opt, features, cfg, epoch, device):
 def train_acg_dist(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     "`train_acg` with each batch's images split over the ranks; returns (model, history of per-epoch mean Q) on every rank."
     rank, world = rank_world()
-    cfg = cfg or ACGConfig(); features = feature_list(features)
-    dim = features[0].shape[0]; device = get_device(cfg.device)
-    seed_everything(cfg.seed)
-    model = ACG(dim, cfg.n_prototypes, cfg.n_steps, cfg.n_heads, cfg.ffn_mult, cfg.tau, cfg.share_weights).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, history, key = 0, [], _train_hash(cfg, dim)
-    if ckpt is not None and Path(ckpt).exists():
-        st = load(ckpt)
-        if st['key'] != key: raise BadInputError(ckpt, 'checkpoint was made with different settings')
-        model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); start, history = st['epoch'], list(st['history'])
+    cfg = cfg or ACGConfig()
+    features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
     for e in range(start, cfg.epochs):
         model.train(); history.append(_acg_epoch(model, opt, features, cfg, e, device))
         if verbose and rank == 0: print(f'epoch {e + 1}/{cfg.epochs}  modularity {history[-1]:.4f}  ({world} ranks)')

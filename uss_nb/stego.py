@@ -257,16 +257,20 @@ def _train_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, 
     feats, feats_pos = _take(features, idx).to(device), _take(features, idx_pos).to(device)
     code, code_pos = head(feats, g), head(feats_pos, g)
     lf, lfp = (head.drop(feats, g), head.drop(feats_pos, g)) if cfg.dropout_feats else (feats, feats_pos)
-    corr, logs = stego_loss(lf, lfp, code, code_pos, cfg, g)
-    loss = corr
     batch = dict(feats=feats, feats_pos=feats_pos, code_pos=code_pos, idx=idx, idx_pos=idx_pos, step=step, generator=g)
+    return _update(lf, lfp, code, batch, probe, opt, popt, cfg, extra_losses)
+
+def _update(lf, lfp, code, batch, probe, opt, popt, cfg, extra_losses):
+    "STEGO's loss plus `extra_losses` and the probe's loss on detached codes, one step of both optimisers; returns the step's log dict."
+    corr, logs = stego_loss(lf, lfp, code, batch['code_pos'], cfg, batch['generator'])
+    loss = corr
     for fn in extra_losses:
         l, lg = fn(code, batch); loss = loss + l; logs |= {k: float(v) for k, v in lg.items()}
     cluster, _ = probe(code.detach())
     opt.zero_grad(); popt.zero_grad()
     (loss + cluster).backward()
     opt.step(); popt.step()
-    return dict(step=step, loss=loss.item(), corr=corr.item(), cluster=cluster.item()) | logs
+    return dict(step=batch['step'], loss=loss.item(), corr=corr.item(), cluster=cluster.item()) | logs
 
 # %% ../nbs/09_stego.ipynb #7750728e
 def _build(in_dim, cfg, extra_modules, device):
@@ -278,10 +282,8 @@ def _build(in_dim, cfg, extra_modules, device):
     params = list(head.parameters()) + [p for m in extra_modules for p in m.parameters()]
     return head, probe, torch.optim.Adam(params, lr=cfg.lr), torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr)
 
-def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(), knn=None,
-                device=None, ckpt_every=500, verbose=False) -> StegoResult:
-    "Train a STEGO head and cluster probe on cached `features` `(N,C,h,w)`; resumes from `ckpt` when it exists."
-    cfg = cfg or StegoConfig(); device = get_device(device); extra = list(extra_modules)
+def _resume(features, cfg, ckpt, extra, device, knn=None):
+    "Head, probe and optimisers for `features` `(N,C,h,w)`, restored from `ckpt` when it exists: (head, probe, opt, popt, step, history, knn)."
     if len(features) == 0: raise BadInputError('features', 'no images')
     f0 = torch.as_tensor(features[0])
     if f0.ndim != 3: raise BadInputError('features', f'expected (N,C,h,w), got items of shape {tuple(f0.shape)}')
@@ -290,6 +292,13 @@ def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extr
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra)
+    return head, probe, opt, popt, step, history, knn
+
+def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(), knn=None,
+                device=None, ckpt_every=500, verbose=False) -> StegoResult:
+    "Train a STEGO head and cluster probe on cached `features` `(N,C,h,w)`; resumes from `ckpt` when it exists."
+    cfg = cfg or StegoConfig(); device = get_device(device); extra = list(extra_modules)
+    head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn)
     if knn is None: knn = knn_indices(pool_features(features, device=device), cfg.num_neighbors)
     knn = knn.cpu(); end = cfg.max_steps if steps is None else min(cfg.max_steps, step + steps)
     head.train(); probe.train(); t0 = time.time()
