@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['HP_PRESETS', 'HPConfig', 'ema_update', 'ema_copy', 'pool_points', 'pool_threshold', 'hidden_positives',
-           'local_weights', 'local_mix', 'supcon_term', 'consistency_term', 'hp_loss', 'omh_hook', 'check_features',
-           'fit', 'HPPools', 'ema_codes', 'ramp', 'train_hp']
+           'local_weights', 'local_mix', 'supcon_term', 'consistency_term', 'hp_loss', 'omh_hook', 'fit', 'HPPools',
+           'ema_codes', 'ramp', 'train_hp']
 
 # %% ../nbs/15_hp.ipynb #4b9b101d
 import math, time, copy, dataclasses
@@ -13,7 +13,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device, save, load, config_hash
-from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, _take, _batch_indices, _step_generator
+from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, _take, _batch_indices, _step_generator
 from .omh import OMHConfig, OMHLoss, Hierarchy, level_sizes
 
 # %% ../nbs/15_hp.ipynb #86e25e61
@@ -157,13 +157,6 @@ def omh_hook(omh:OMHConfig, dim:int, n_classes:int, seed:int):
     sizes = level_sizes(omh.n_clusters or n_classes, omh.n_levels, omh.expansion)
     hier = Hierarchy(dim, sizes, omh.init_scale, torch.Generator().manual_seed(seed * 7919 + 17))
     return OMHLoss(hier, omh), hier
-
-def check_features(features):
-    "The channel count of `features` `(N,C,h,w)` (a tensor or a sequence of `(C,h,w)`), or a `BadInputError`."
-    if len(features) == 0: raise BadInputError('features', 'no images')
-    f0 = torch.as_tensor(features[0])
-    if f0.ndim != 3: raise BadInputError('features', f'expected (N,C,h,w), got items of shape {tuple(f0.shape)}')
-    return f0.shape[0]
 
 def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None):
     "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser."

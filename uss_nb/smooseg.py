@@ -13,7 +13,8 @@ from .core import BadInputError, get_device
 from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
                           _step_generator)
 from .omh import OMHConfig
-from .hp import omh_hook, check_features, fit
+from .hp import omh_hook, fit
+from .stego import check_features
 
 # %% ../nbs/16_smooseg.ipynb #1f9df242
 SMOOSEG_PRESETS = {

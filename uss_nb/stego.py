@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points', 'channel_dropout', 'StegoHead',
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'pool_features',
-           'knn_indices', 'ClusterProbe', 'StegoResult', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
+           'knn_indices', 'ClusterProbe', 'StegoResult', 'check_features', 'train_stego', 'predict_labels',
+           'plot_history', 'bench_knn']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -282,13 +283,18 @@ def _build(in_dim, cfg, extra_modules, device):
     params = list(head.parameters()) + [p for m in extra_modules for p in m.parameters()]
     return head, probe, torch.optim.Adam(params, lr=cfg.lr), torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr)
 
-def _resume(features, cfg, ckpt, extra, device, knn=None):
-    "Head, probe and optimisers for `features` `(N,C,h,w)`, restored from `ckpt` when it exists: (head, probe, opt, popt, step, history, knn)."
+def check_features(features):
+    "The channel count of `features` `(N,C,h,w)` (a tensor or a sequence of `(C,h,w)`), or a `BadInputError`."
     if len(features) == 0: raise BadInputError('features', 'no images')
     f0 = torch.as_tensor(features[0])
     if f0.ndim != 3: raise BadInputError('features', f'expected (N,C,h,w), got items of shape {tuple(f0.shape)}')
+    return f0.shape[0]
+
+def _resume(features, cfg, ckpt, extra, device, knn=None):
+    "Head, probe and optimisers for `features` `(N,C,h,w)`, restored from `ckpt` when it exists: (head, probe, opt, popt, step, history, knn)."
+    in_dim = check_features(features)
     for m in extra: m.to(device)
-    head, probe, opt, popt = _build(f0.shape[0], cfg, extra, device)
+    head, probe, opt, popt = _build(in_dim, cfg, extra, device)
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra)
