@@ -158,6 +158,13 @@ def omh_hook(omh:OMHConfig, dim:int, n_classes:int, seed:int):
     hier = Hierarchy(dim, sizes, omh.init_scale, torch.Generator().manual_seed(seed * 7919 + 17))
     return OMHLoss(hier, omh), hier
 
+def _with_omh(omh, cfg, extra_losses, extra_modules):
+    "The trainer's extra losses and modules as lists, with OMH's hook and hierarchy appended when `omh` is given."
+    extra_losses, extra = list(extra_losses), list(extra_modules)
+    if omh is not None:
+        hook, hier = omh_hook(omh, cfg.dim, cfg.n_classes, cfg.seed); extra_losses.append(hook); extra.append(hier)
+    return extra_losses, extra
+
 def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None):
     "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser."
     h = config_hash(hash_of if hash_of is not None else cfg)
@@ -235,9 +242,7 @@ def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=N
              device=None, ckpt_every=500, verbose=False) -> StegoResult:
     "Train an HP head and cluster probe on cached `features` `(N,C,h,w)`, with OMH's loss when `omh` is given; resumes from `ckpt`."
     cfg = cfg or HPConfig(); device = get_device(device); in_dim = check_features(features)
-    extra_losses, extra = list(extra_losses), list(extra_modules)
-    if omh is not None:
-        hook, hier = omh_hook(omh, cfg.dim, cfg.n_classes, cfg.seed); extra_losses.append(hook); extra.append(hier)
+    extra_losses, extra = _with_omh(omh, cfg, extra_losses, extra_modules)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = StegoHead(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)

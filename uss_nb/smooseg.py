@@ -13,7 +13,7 @@ from .core import BadInputError, get_device
 from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
                           _step_generator)
 from .omh import OMHConfig
-from .hp import omh_hook, fit
+from .hp import fit, _with_omh
 from .stego import check_features
 
 # %% ../nbs/16_smooseg.ipynb #1f9df242
@@ -122,9 +122,7 @@ def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=Non
                   device=None, ckpt_every=500, verbose=False) -> StegoResult:
     "Train a SmooSeg projection and prototypes on cached `features` `(N,C,h,w)`, with OMH's loss when `omh` is given; resumes from `ckpt`."
     cfg = cfg or SmooSegConfig(); device = get_device(device); in_dim = check_features(features)
-    extra_losses, extra = list(extra_losses), list(extra_modules)
-    if omh is not None:
-        hook, hier = omh_hook(omh, cfg.dim, cfg.n_classes, cfg.seed); extra_losses.append(hook); extra.append(hier)
+    extra_losses, extra = _with_omh(omh, cfg, extra_losses, extra_modules)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = smooseg_head(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)
