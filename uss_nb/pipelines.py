@@ -68,6 +68,8 @@ class EvalConfig:
     k: int = 10                 # DSM: eigenvectors (trivial included)
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     cosine: bool = True         # dataset-level clustering on L2-normalised features
+    n_init: int = 3             # k-means: restarts, the lowest inertia kept
+    feature_dtype: str = 'float16'  # feature cache storage: 'float16' (default) or 'float32'
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
     acg_epochs: int = 20        # ACG: training epochs on the split's features (the seed trains 400)
     stego_steps: int = 1000     # STEGO / HP / SmooSeg: training steps (the papers train thousands on a GPU)
@@ -103,7 +105,7 @@ def clusterer(kind:str, k:int, cfg:EvalConfig):
     from uss_nb.kmeans import KMeans
     from uss_nb.ot import OTC
     from uss_nb.attention_clustering import ABC
-    if kind == 'kmeans': return KMeans(k, metric='cosine' if cfg.cosine else 'l2', n_init=3, seed=cfg.seed)
+    if kind == 'kmeans': return KMeans(k, metric='cosine' if cfg.cosine else 'l2', n_init=cfg.n_init, seed=cfg.seed)
     if kind == 'otc': return OTC(k, normalize='l2' if cfg.cosine else None, seed=cfg.seed)
     if kind == 'abc': return ABC(k, epochs=cfg.abc_epochs, seed=cfg.seed)
     raise BadInputError('clusterer', f'unknown {kind!r}; valid: kmeans, otc, abc')
@@ -116,7 +118,8 @@ def load_backbone(name:str):
 
 def _features(dataset, cfg, progress):
     from uss_nb.features import extract_features
-    return extract_features(load_backbone(cfg.backbone), dataset, cache_dir=cache_dir(), progress=progress, strict=cfg.strict)
+    return extract_features(load_backbone(cfg.backbone), dataset, cache_dir=cache_dir(), dtype=cfg.feature_dtype,
+                            progress=progress, strict=cfg.strict)
 
 def _positions(dataset) -> dict:
     "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
@@ -273,6 +276,7 @@ def evaluate_pipeline(data, cfg:EvalConfig=None, progress:bool=True) -> dict:
     from uss_nb.metrics import Confusion
     import resource
     cfg = cfg or EvalConfig(); check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine')
+    _check(cfg.feature_dtype, ('float16', 'float32'), 'feature dtype')
     if cfg.refine == 'crf': _densecrf()
     ds = get_dataset(data) if isinstance(data, str) else data
     k = cfg.n_clusters or ds.n_classes
@@ -545,6 +549,8 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              n_clusters:Param('clusters (default: the number of classes)', int)=None,
              n_segments:Param('DSM: segments per image', int)=EvalConfig.n_segments,
              color_lambda:Param('DSM: weight of the KNN colour affinity', float)=EvalConfig.color_lambda,
+             n_init:Param('k-means restarts (the lowest inertia is kept)', int)=EvalConfig.n_init,
+             dtype:Param("feature cache storage: float16 or float32", str)=EvalConfig.feature_dtype,
              refine:Param(f"label-map refinement: {', '.join(REFINERS)}", str)='none',
              ckpt:Param('acg+kmeans / stego / hp / smooseg: checkpoint made by `uss train` (or trained into here on this split)', str)=None,
              steps:Param('stego / hp / smooseg: training steps', int)=EvalConfig.stego_steps,
@@ -556,7 +562,8 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
     from uss_nb.data import get_dataset
     check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); ds = get_dataset(data)   # bad names fail before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
-                     color_lambda=color_lambda, refine=refine, ckpt=ckpt, stego_steps=steps, acg_epochs=epochs, strict=strict)
+                     color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, refine=refine, ckpt=ckpt, stego_steps=steps,
+                     acg_epochs=epochs, strict=strict)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
