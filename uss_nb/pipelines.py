@@ -10,7 +10,7 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS'
            'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform, functools, warnings, contextlib, html
+import sys, time, json, platform, functools, warnings, contextlib, html, inspect
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -630,11 +630,9 @@ def _kv(s):
 
 def bench_options(fn) -> dict:
     "The options a benchmark function takes, with their defaults (`inspect.Parameter.empty` where there is none)."
-    import inspect
     return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 def _takes_kwargs(fn):
-    import inspect
     return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 def bench_args(name:str, args:list) -> dict:
@@ -656,7 +654,6 @@ def bench_args(name:str, args:list) -> dict:
 
 def _bench_help(name):
     "The usage text of one benchmark: its docstring and its options with their defaults."
-    import inspect
     fn = get_bench(name)
     opts = '\n'.join(f'  {k}={"(required)" if d is inspect.Parameter.empty else json.dumps(d, default=str)}'
                      for k, d in bench_options(fn).items())
@@ -670,6 +667,6 @@ def bench_main():
     name, rest = sys.argv[1], sys.argv[2:]
     try:
         if any(a in ('-h', '--help') for a in rest): print(_bench_help(name)); return 0
-        kw = bench_args(name, rest)
+        fn, kw = get_bench(name), bench_args(name, rest)
     except BadInputError as e: print(f'uss-bench: error: {e}', file=sys.stderr); sys.exit(2)
-    print(json.dumps(get_bench(name)(**kw), default=str))
+    print(json.dumps(fn(**kw), default=str))

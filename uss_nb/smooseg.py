@@ -11,10 +11,9 @@ from dataclasses import dataclass, asdict
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device
 from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
-                          _step_generator)
+                          _step_generator, check_features)
 from .omh import OMHConfig
 from .hp import fit, _with_omh
-from .stego import check_features
 
 # %% ../nbs/16_smooseg.ipynb #1f9df242
 SMOOSEG_PRESETS = {
