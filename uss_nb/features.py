@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['FORMAT', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig', 'compute_dtype',
            'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'read_entry', 'FeatureSet',
-           'extract_features', 'pca_rgb', 'FeatureExplorer', 'bench_features']
+           'extract_features', 'MultiScaleFeatures', 'multiscale_features', 'pca_rgb', 'FeatureExplorer',
+           'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses
@@ -34,8 +35,11 @@ def as_image(img, what='image'):
     return img.float()
 
 def resized_size(H, W, resize):
-    "Size (H, W) after `resize`: None keeps it, an int sets the shorter side, (h, w) sets both."
+    "Size (H, W) after `resize`: None keeps it, an int sets the shorter side, a float scales both sides, (h, w) sets both."
     if resize is None: return H, W
+    if isinstance(resize, float):
+        if not resize > 0: raise BadInputError('resize', f'a scale factor must be > 0, got {resize}')
+        return max(1, round(H * resize)), max(1, round(W * resize))
     if isinstance(resize, int): s = resize / min(H, W); return max(1, round(H * s)), max(1, round(W * s))
     return tuple(int(r) for r in resize)
 
@@ -252,6 +256,44 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     if mem is not None: mem = {n: mem[n] for n in all_names}
     sources = None if srcs is None else {n: s for n, s in zip(names, srcs) if s is not None}
     return FeatureSet(all_names, cfg, mem, folder, backbone, skipped, sources)
+
+# %% ../nbs/03_features.ipynb #eafeaa80
+class MultiScaleFeatures(Mapping):
+    "Several `FeatureSet`s of the same images at different scales as one mapping: per name, the sum of the channel-L2-normalised feature maps resized to the finest grid."
+    def __init__(self, sets):
+        self.sets = list(sets)
+        if not self.sets: raise BadInputError('sets', 'needs at least one FeatureSet')
+        common = set.intersection(*(set(s.names) for s in self.sets))
+        self.names = [n for n in self.sets[0].names if n in common]
+        self.config, self._names = [s.config for s in self.sets], set(self.names)
+        self.skipped = {k: v for s in self.sets for k, v in (getattr(s, 'skipped', None) or {}).items()}
+    def __len__(self): return len(self.names)
+    def __iter__(self): return iter(self.names)
+    def __contains__(self, name): return name in self._names
+    def __getitem__(self, name):
+        outs = [s[name] for s in self.sets]
+        fine = max(outs, key=lambda o: o.feats.shape[-2] * o.feats.shape[-1])
+        hw = tuple(fine.feats.shape[-2:])
+        def unit(f):
+            f = f.float()
+            if tuple(f.shape[-2:]) != hw: f = F.interpolate(f[None], size=hw, mode='bilinear', align_corners=False)[0]
+            return F.normalize(f, dim=0)
+        return DenseOut(sum(unit(o.feats) for o in outs), fine.cls, fine.attn)
+    def __repr__(self): return f'MultiScaleFeatures({len(self.sets)} scales, {len(self.names)} images)'
+
+def _scaled(resize, s):
+    "`resize` (None, shorter side, factor or (H, W)) enlarged by the factor `s`."
+    if resize is None: return None if s == 1 else float(s)
+    if isinstance(resize, float): return float(resize * s)
+    if isinstance(resize, int): return max(1, round(resize * s))
+    return tuple(max(1, round(r * s)) for r in resize)
+
+def multiscale_features(backbone, dataset, scales=(1.0, 1.5), resize=None, **kw) -> MultiScaleFeatures:
+    "`extract_features` of `dataset` at each factor of `scales` (applied on top of `resize`; other arguments passed on), as a `MultiScaleFeatures`."
+    scales = tuple(scales)
+    if not scales or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
+        raise BadInputError('scales', f'must be one or more positive scale factors, got {scales!r}')
+    return MultiScaleFeatures([extract_features(backbone, dataset, resize=_scaled(resize, s), **kw) for s in scales])
 
 # %% ../nbs/03_features.ipynb #9ad50304
 def pca_rgb(feats, q:int=3):

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'EvalConfig',
-           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'pipeline_maps',
-           'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
+           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'parse_scales',
+           'pipeline_maps', 'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
            'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo',
            'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main']
 
@@ -70,6 +70,7 @@ class EvalConfig:
     cosine: bool = True         # dataset-level clustering on L2-normalised features
     n_init: int = 3             # k-means: restarts, the lowest inertia kept
     feature_dtype: str = 'float16'  # feature cache storage: 'float16' (default) or 'float32'
+    scales: tuple = (1.0,)      # image scale factors: features of each, L2-normalised, summed on the finest grid (multiscale_features)
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
     acg_epochs: int = 20        # ACG: training epochs on the split's features (the seed trains 400)
     stego_steps: int = 1000     # STEGO / HP / SmooSeg: training steps (the papers train thousands on a GPU)
@@ -116,10 +117,20 @@ def load_backbone(name:str):
     from uss_nb.backbones import get_backbone
     return get_backbone(name)
 
+def parse_scales(text) -> tuple:
+    "Scale factors from a comma-separated string ('1,1.5') or a sequence, checked to be positive numbers."
+    try: scales = tuple(float(s) for s in (text.split(',') if isinstance(text, str) else text))
+    except (TypeError, ValueError): raise BadInputError('scales', f'expected comma-separated numbers such as 1,1.5, got {text!r}') from None
+    if not scales or not all(s > 0 for s in scales): raise BadInputError('scales', f'must be one or more positive scale factors, got {text!r}')
+    return scales
+
 def _features(dataset, cfg, progress):
-    from uss_nb.features import extract_features
-    return extract_features(load_backbone(cfg.backbone), dataset, cache_dir=cache_dir(), dtype=cfg.feature_dtype,
-                            progress=progress, strict=cfg.strict)
+    "The dense features of `dataset` for `cfg`: one scale (a `FeatureSet`) or several (`MultiScaleFeatures`), cached."
+    from uss_nb.features import extract_features, multiscale_features
+    kw = dict(cache_dir=cache_dir(), dtype=cfg.feature_dtype, progress=progress, strict=cfg.strict)
+    scales = parse_scales(cfg.scales)
+    if scales == (1.0,): return extract_features(load_backbone(cfg.backbone), dataset, **kw)
+    return multiscale_features(load_backbone(cfg.backbone), dataset, scales=scales, **kw)
 
 def _positions(dataset) -> dict:
     "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
@@ -551,6 +562,7 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              color_lambda:Param('DSM: weight of the KNN colour affinity', float)=EvalConfig.color_lambda,
              n_init:Param('k-means restarts (the lowest inertia is kept)', int)=EvalConfig.n_init,
              dtype:Param("feature cache storage: float16 or float32", str)=EvalConfig.feature_dtype,
+             scales:Param('image scale factors, comma-separated, e.g. 1,1.5: features of each, L2-normalised, are summed on the finest grid', str)='1',
              refine:Param(f"label-map refinement: {', '.join(REFINERS)}", str)='none',
              ckpt:Param('acg+kmeans / stego / hp / smooseg: checkpoint made by `uss train` (or trained into here on this split)', str)=None,
              steps:Param('stego / hp / smooseg: training steps', int)=EvalConfig.stego_steps,
@@ -560,9 +572,9 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
     "Run a pipeline on a labelled split and print Hungarian-matched mIoU, pixel accuracy and the per-class IoU table."
     from uss_nb.data import get_dataset
-    check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); ds = get_dataset(data)   # bad names fail before any work
+    check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); scales = parse_scales(scales); ds = get_dataset(data)   # bad input fails before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
-                     color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, refine=refine, ckpt=ckpt, stego_steps=steps,
+                     color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, scales=scales, refine=refine, ckpt=ckpt, stego_steps=steps,
                      acg_epochs=epochs, strict=strict)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
