@@ -42,7 +42,7 @@ def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progr
             if key in done: continue
             r = evaluate_pipeline(data, c, progress=progress)
             rows.append(dict(key=key, label=label, data=_data_name(data), seed=seed, miou=r['miou'], acc=r['acc'],
-                             seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=dataclasses.asdict(c)))
+                             seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=json.loads(json.dumps(dataclasses.asdict(c)))))   # as read back (tuples are lists)
             with atomic_write(results, 'w') as f: f.write(''.join(json.dumps(x) + '\n' for x in rows))
     return rows
 
