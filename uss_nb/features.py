@@ -389,6 +389,7 @@ def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_siz
                     t0, c0 = time.perf_counter(), time.process_time()
                     if who == 'ref': ref = _dsm_reference(ref_bb, ds.imgs)
                     else: fs = extract_features(bb, ds, cache_dir=f'{d}/{r}', **kw)
+                    if bb.device.type == 'cuda': torch.cuda.synchronize(bb.device)   # the reference's outputs stay on the GPU: wait for them
                     ts[who].append(time.perf_counter() - t0); cpu[who].append(time.process_time() - c0)
             t0 = time.perf_counter(); fs = extract_features(bb, ds, cache_dir=f'{d}/{reps - 1}', **kw)
             got = [fs[n].feats.float() for n in fs]
