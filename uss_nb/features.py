@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['FORMAT', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig', 'compute_dtype',
            'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'read_entry', 'FeatureSet',
-           'extract_features', 'MultiScaleFeatures', 'multiscale_features', 'pca_rgb', 'FeatureExplorer',
-           'bench_features']
+           'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'pca_rgb',
+           'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses
@@ -288,11 +288,16 @@ def _scaled(resize, s):
     if isinstance(resize, int): return max(1, round(resize * s))
     return tuple(max(1, round(r * s)) for r in resize)
 
+def check_scales(scales) -> tuple:
+    "`scales` as a tuple if it holds one or more positive numbers, else a `BadInputError`."
+    scales = tuple(scales)
+    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
+        raise BadInputError('scales', f'must be one or more positive scale factors, got {scales!r}')
+    return scales
+
 def multiscale_features(backbone, dataset, scales=(1.0, 1.5), resize=None, **kw) -> MultiScaleFeatures:
     "`extract_features` of `dataset` at each factor of `scales` (applied on top of `resize`; other arguments passed on), as a `MultiScaleFeatures`."
-    scales = tuple(scales)
-    if not scales or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
-        raise BadInputError('scales', f'must be one or more positive scale factors, got {scales!r}')
+    scales = check_scales(scales)
     return MultiScaleFeatures([extract_features(backbone, dataset, resize=_scaled(resize, s), **kw) for s in scales])
 
 # %% ../nbs/03_features.ipynb #9ad50304

@@ -118,11 +118,11 @@ def load_backbone(name:str):
     return get_backbone(name)
 
 def parse_scales(text) -> tuple:
-    "Scale factors from a comma-separated string ('1,1.5') or a sequence, checked to be positive numbers."
+    "Scale factors as floats from a comma-separated string ('1,1.5') or a sequence, checked by `check_scales`."
+    from uss_nb.features import check_scales
     try: scales = tuple(float(s) for s in (text.split(',') if isinstance(text, str) else text))
     except (TypeError, ValueError): raise BadInputError('scales', f'expected comma-separated numbers such as 1,1.5, got {text!r}') from None
-    if not scales or not all(s > 0 for s in scales): raise BadInputError('scales', f'must be one or more positive scale factors, got {text!r}')
-    return scales
+    return check_scales(scales)
 
 def _features(dataset, cfg, progress):
     "The dense features of `dataset` for `cfg`: one scale (a `FeatureSet`) or several (`MultiScaleFeatures`), cached."
