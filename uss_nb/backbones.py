@@ -45,7 +45,9 @@ def check_images(x, what='images'):
     if not isinstance(x, torch.Tensor): raise BadInputError(what, f'expected a torch.Tensor, got {type(x).__name__}')
     if x.ndim != 4 or x.shape[1] != 3: raise BadInputError(what, f'expected shape (B,3,H,W), got {tuple(x.shape)}')
     if not x.is_floating_point(): raise BadInputError(what, f'expected floats in [0,1], got {x.dtype} (divide uint8 images by 255)')
-    if x.numel() and (x.min() < 0 or x.max() > 1): raise BadInputError(what, f'values must lie in [0,1], got [{x.min():.3g}, {x.max():.3g}]')
+    if x.numel():
+        lo, hi = torch.aminmax(x)                                  # one pass (and on a GPU one wait) for both bounds
+        if lo < 0 or hi > 1: raise BadInputError(what, f'values must lie in [0,1], got [{lo:.3g}, {hi:.3g}]')
     return x
 
 class Backbone(nn.Module):

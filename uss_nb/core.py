@@ -31,23 +31,24 @@ def seed_everything(seed:int=0):
 
 # %% ../nbs/00_core.ipynb #bbe27e38
 @contextlib.contextmanager
-def atomic_write(path, mode='wb'):
-    "Open a temporary file beside `path` for writing; on success it replaces `path` atomically, on error it is removed."
+def atomic_write(path, mode='wb', durable:bool=True):
+    "Open a temporary file beside `path` for writing; on success it replaces `path` atomically, on error it is removed. `durable`: fsync before the rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            if durable: os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
 # %% ../nbs/00_core.ipynb #607e6518
-def save(obj, path):
-    "Save `obj` (tensors, dicts, lists, numbers, strings) to `path` atomically with `torch.save`."
-    with atomic_write(path) as f: torch.save(obj, f)
+def save(obj, path, durable:bool=True):
+    "Save `obj` (tensors, dicts, lists, numbers, strings) to `path` atomically with `torch.save` (`durable`: fsync it first)."
+    with atomic_write(path, durable=durable) as f: torch.save(obj, f)
     return Path(path)
 
 def _check_crc(path):

@@ -9,7 +9,7 @@ __all__ = ['FORMAT', 'as_image', 'resized_size', 'resize_image', 'RandomImages',
            'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
-import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses
+import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -114,14 +114,19 @@ def image_sources(dataset):
     return None if paths is None else [_file_id(p) for p in paths]
 
 # %% ../nbs/03_features.ipynb #ee32d22d
-def _entry(out:DenseOut, i, name, size, h, dtype, src=None):
-    "The cache entry for image `i` of batch output `out`."
-    def cv(t):
+def _entries(out:DenseOut, names, size, h, dtype, srcs):
+    "The cache entries of the images `names` (all of input `size`) of batch output `out`: one conversion to `dtype` and one copy to the CPU per batch, then one tensor per image."
+    def host(t):
         if t is None: return None
-        t = t[i].float().cpu().to(getattr(torch, dtype)).contiguous()
-        if not torch.isfinite(t).all(): raise BadInputError(name, f"features overflow {dtype}; use dtype='float32'")
+        t = t.to(getattr(torch, dtype)); ok = torch.isfinite(t).all(); t = t.cpu()   # checked where it is computed
+        if not ok:
+            bad = names[int((~torch.isfinite(t.flatten(1))).any(1).nonzero()[0])]
+            raise BadInputError(bad, f"features overflow {dtype}; use dtype='float32'")
         return t
-    return dict(name=name, hash=h, src=src, size=list(size), feats=cv(out.feats), cls=cv(out.cls), attn=cv(out.attn))
+    f, c, a = host(out.feats), host(out.cls), host(out.attn)
+    part = lambda t, j: None if t is None else t[j].clone()        # its own storage: saving a view would save the whole batch
+    return [dict(name=n, hash=h, src=s, size=list(size), feats=part(f, j), cls=part(c, j), attn=part(a, j))
+            for j, (n, s) in enumerate(zip(names, srcs))]
 
 def read_entry(path, name, h, backbone, size=None, src=None):
     "The `DenseOut` cached at `path` if it is sound (loads, same hash and name, same source `src` when given, right shape), else None."
@@ -200,15 +205,15 @@ def _autocast(device, compute):
     return torch.autocast(device.type, dtype=torch.bfloat16) if compute == 'bfloat16' else contextlib.nullcontext()
 
 def _run(backbone, imgs, device, channels_last, compute):
-    x = torch.stack(imgs).to(device)
+    x = torch.stack([im.to(device) for im in imgs])    # copied one by one and stacked on the device: no batch-sized host copy
     if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(device, compute): return backbone(x)
 
 # %% ../nbs/03_features.ipynb #9181696e
 def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize=None, dtype:str='float16',
                      device=None, num_workers:int=0, channels_last=None, amp=None, progress:bool=True,
-                     strict:bool=False) -> FeatureSet:
-    "Dense features of every image of `dataset` with `backbone` (a `Backbone` or a name), batched by size, cached in `cache_dir`; unreadable images are skipped and listed unless `strict`."
+                     strict:bool=False, writers:int=4) -> FeatureSet:
+    "Dense features of every image of `dataset` with `backbone` (a `Backbone` or a name), batched by size, cached in `cache_dir` by `writers` background threads; unreadable images are skipped and listed unless `strict`."
     if isinstance(backbone, str): backbone = get_backbone(backbone, device=device)
     device = get_device(device) if device is not None else backbone.device
     backbone = backbone.to(device).eval()
@@ -228,15 +233,17 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
     todo = [i for i in range(len(dataset)) if names is None or folder is None or
             read_entry(entry_path(folder, names[i]), names[i], h, backbone, src=src(i)) is None]
     seen, buckets, skipped = [None] * len(dataset), {}, {}
+    pending = collections.deque()
     def flush(key):
-        ids, imgs, sizes = zip(*buckets.pop(key))
+        ids, imgs, _ = zip(*buckets.pop(key))
         out = _run(backbone, list(imgs), device, channels_last, compute)
-        for j, (i, name, size) in enumerate(zip(ids, [seen[i] for i in ids], sizes)):
-            e = _entry(out, j, name, size, h, dtype, src(i))
-            if folder is not None: save(e, entry_path(folder, name))
-            else: mem[name] = DenseOut(e['feats'], e['cls'], e['attn'])
+        for e in _entries(out, [seen[i] for i in ids], key, h, dtype, [src(i) for i in ids]):
+            if folder is None: mem[e['name']] = DenseOut(e['feats'], e['cls'], e['attn'])
+            else: pending.append(pool.submit(save, e, entry_path(folder, e['name']), durable=False))   # checked when read
+        while len(pending) > 4 * batch_size: pending.popleft().result()     # bounds memory; raises a failed write
         bar.update(len(ids))
-    with torch.inference_mode(), tqdm(total=len(todo), desc=backbone.name, disable=not progress) as bar:
+    with torch.inference_mode(), tqdm(total=len(todo), desc=backbone.name, disable=not progress) as bar, \
+         concurrent.futures.ThreadPoolExecutor(max(1, writers)) as pool:      # on an error it still finishes the writes begun
         for i, item in zip(todo, _items(dataset, todo, num_workers, strict)):
             if isinstance(item, _Unreadable):
                 skipped[names[i] if names is not None else f'item {i}'] = item.msg; bar.update(1); continue
@@ -250,6 +257,7 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
             buckets.setdefault(key, []).append((i, img, key))
             if len(buckets[key]) >= batch_size: flush(key)
         for key in list(buckets): flush(key)
+        while pending: pending.popleft().result()
     if skipped: _report_skipped(skipped, len(dataset))
     all_names = [n for n in names if n not in skipped] if names is not None else [n for n in seen if n is not None]
     _check_unique(all_names)
@@ -352,22 +360,26 @@ class FeatureExplorer:
         display(self.widget)
 
 # %% ../nbs/03_features.ipynb #864f55ed
-def _dsm_reference(backbone, imgs):
-    "Deep Spectral Methods' way: per image, fp32, the model's full forward with a hook on the last qkv (ViT) or a plain forward of the layers (VGG)."
+def _dsm_reference(backbone, imgs, out_dir=None):
+    "Deep Spectral Methods' way: per image, fp32, the model's full forward with a hook on the last qkv (ViT) or a plain forward of the layers (VGG); with `out_dir`, each image's features copied to the CPU and saved to their own file there, as DSM's `extract.py` does."
     outs, was = [], getattr(backbone, 'early_exit', None)
     if was is not None: backbone.early_exit = False          # DSM runs the whole model
+    if out_dir is not None: Path(out_dir).mkdir(parents=True, exist_ok=True)
     try:
         with torch.no_grad():
-            for img in imgs:
+            for n, img in enumerate(imgs):
                 x = backbone.normalize(img[None].to(backbone.device))
                 if hasattr(backbone, 'model'):
                     m, keep = backbone.model, {}
                     hk = m.blocks[-1].attn.qkv.register_forward_hook(lambda mod, i, o: keep.update(qkv=o))
                     out = m.forward_features(x); hk.remove()
                     B, T, _ = out.shape; H = m.blocks[-1].attn.num_heads
-                    k = keep['qkv'].reshape(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)[1].transpose(1, 2).reshape(B, T, -1)
-                    outs.append(k[:, 1:])
-                else: outs.append(backbone.body(x))              # oneDNN's direct convolutions, NCHW, batch 1
+                    o = keep['qkv'].reshape(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)[1].transpose(1, 2).reshape(B, T, -1)[:, 1:]
+                else: o = backbone.body(x)                       # oneDNN's direct convolutions, NCHW, batch 1
+                if out_dir is not None:                          # DSM: the dict's tensors .detach().cpu(), then one torch.save per image
+                    o = o.detach().cpu()
+                    torch.save(dict(k=o, id=f'img{n:05d}', shape=tuple(x.shape)), Path(out_dir)/f'img{n:05d}.pth')
+                outs.append(o)
     finally:
         if was is not None: backbone.early_exit = was
     return outs
@@ -377,24 +389,29 @@ def _ref_grid(ref, shape):
     return ref[0].T.reshape(shape) if ref.ndim == 3 else ref[0]
 
 def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_size:int=8, seed:int=0, device='cpu', amp=None,
-                   reps:int=3, threads:int=None) -> dict:
-    "`extract_features` (first pass; cached re-read) against DSM's one-image fp32 extraction of `n_images` random `size`^2 images: medians of `reps` interleaved rounds."
+                   reps:int=3, threads:int=None, mem:bool=False) -> dict:
+    "`extract_features` (first pass, writing its cache; cached re-read) against DSM's one-image fp32 extraction writing one file per image, on `n_images` random `size`^2 images: medians of `reps` interleaved rounds; `mem`: also both without files."
     nt = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
     try:
         bb = get_backbone(backbone, device=device, pretrained=False)   # pretrained=False: random ViT weights (VGG19 always has its own)
         ref_bb = get_backbone(backbone, device=device, pretrained=False); ref_bb.load_state_dict(bb.state_dict())   # same weights
         ds = RandomImages(n_images, sizes=((size, size),), seed=seed)
-        _dsm_reference(ref_bb, ds.imgs[:1]); extract_features(bb, RandomImages(1, sizes=((size, size),)), progress=False, amp=amp)  # warm up
-        load0, ts, cpu = os.getloadavg()[0], dict(ref=[], ours=[]), dict(ref=[], ours=[])
+        whos = ('ref', 'ours') + (('ref_mem', 'ours_mem') if mem else ())
+        ts, cpu = {w: [] for w in whos}, {w: [] for w in whos}
         with tempfile.TemporaryDirectory() as d:
             kw = dict(batch_size=batch_size, amp=amp, progress=False)
+            _dsm_reference(ref_bb, ds.imgs[:1], out_dir=f'{d}/warm_ref')                               # warm up both,
+            extract_features(bb, RandomImages(1, sizes=((size, size),)), cache_dir=f'{d}/warm', **kw)  # files included
+            load0 = os.getloadavg()[0]
             for r in range(reps):                                      # interleaved, alternating which goes first
-                for who in (('ref', 'ours') if r % 2 == 0 else ('ours', 'ref')):
+                for who in (whos if r % 2 == 0 else whos[::-1]):
                     t0, c0 = time.perf_counter(), time.process_time()
-                    if who == 'ref': ref = _dsm_reference(ref_bb, ds.imgs)
-                    else: fs = extract_features(bb, ds, cache_dir=f'{d}/{r}', **kw)
-                    if bb.device.type == 'cuda': torch.cuda.synchronize(bb.device)   # the reference's outputs stay on the GPU: wait for them
+                    if who == 'ref': ref = _dsm_reference(ref_bb, ds.imgs, out_dir=f'{d}/ref{r}')
+                    elif who == 'ref_mem': _dsm_reference(ref_bb, ds.imgs)
+                    elif who == 'ours': fs = extract_features(bb, ds, cache_dir=f'{d}/{r}', **kw)
+                    else: extract_features(bb, ds, **kw)
+                    if bb.device.type == 'cuda': torch.cuda.synchronize(bb.device)   # `ref_mem` leaves its outputs on the GPU: wait for them
                     ts[who].append(time.perf_counter() - t0); cpu[who].append(time.process_time() - c0)
             t0 = time.perf_counter(); fs = extract_features(bb, ds, cache_dir=f'{d}/{reps - 1}', **kw)
             got = [fs[n].feats.float() for n in fs]
@@ -407,9 +424,13 @@ def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_siz
     cmed = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
     per = lambda t: 1000 * t / n_images
     ratios = [a / b for a, b in zip(ts['ref'], ts['ours'])]                 # paired: each round's two runs saw similar load
+    extra = {}
+    if mem:
+        mr = [a / b for a, b in zip(ts['ref_mem'], ts['ours_mem'])]
+        extra = dict(mem_ours_ms=per(med['ours_mem']), mem_ref_ms=per(med['ref_mem']), mem_ratio=sorted(mr)[len(mr) // 2])
     return dict(name=f'features:{bb.name}', ours_ms=per(med['ours']), ref_ms=per(med['ref']), ratio=sorted(ratios)[len(ratios) // 2],
                 ratios=[round(r, 3) for r in ratios],
                 cpu_ratio=cmed['ref'] / cmed['ours'], rel_err=err, cached_ms=per(cached),
                 cached_ratio=med['ref'] / cached, images=n_images, size=size, batch_size=batch_size, reps=reps,
                 device=str(bb.device), compute=compute_dtype(bb.device, amp), threads=threads_used,
-                load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)])
+                load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)], **extra)
