@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'EvalConfig',
-           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'parse_scales',
-           'pipeline_maps', 'refine_crf', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
-           'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo',
-           'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main']
+           'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'check_kmeans_options',
+           'parse_scales', 'pipeline_maps', 'refine_crf', 'crf_refit', 'evaluate_pipeline', 'subset', 'DemoConfig',
+           'eigen_figure', 'segment_images', 'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths',
+           'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options',
+           'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect
@@ -69,6 +70,9 @@ class EvalConfig:
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     cosine: bool = True         # dataset-level clustering on L2-normalised features
     n_init: int = 3             # k-means: restarts, the lowest inertia kept
+    overcluster: int = 1        # `kmeans`: fit overcluster × k centres, merged into k clusters (merge_centres); 1 = plain k-means
+    merge_linkage: str = 'average'  # `kmeans` with overcluster > 1: linkage of the merge (average, complete, single, ward)
+    crf_rounds: int = 0         # `kmeans` with refine='crf': rounds of refitting the centres to the CRF's labels before the final pass
     feature_dtype: str = 'float16'  # feature cache storage: 'float16' (default) or 'float32'
     scales: tuple = (1.0,)      # image scale factors: features of each, L2-normalised, summed on the finest grid (multiscale_features)
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
@@ -117,6 +121,17 @@ def load_backbone(name:str):
     from uss_nb.backbones import get_backbone
     return get_backbone(name)
 
+def check_kmeans_options(cfg:EvalConfig) -> EvalConfig:
+    "Raise `BadInputError` unless `cfg.overcluster` is an integer >= 1 and `cfg.crf_rounds` one >= 0 (above 1 and 0 only with the `kmeans` pipeline, rounds only with `refine='crf'` and cosine scores) and `cfg.merge_linkage` a known linkage."
+    from uss_nb.kmeans import LINKAGES
+    for name, lo in (('overcluster', 1), ('crf_rounds', 0)):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise BadInputError(name, f'must be an integer >= {lo}, got {v!r}')
+        if v > lo and cfg.pipeline != 'kmeans': raise BadInputError(name, f'applies to the kmeans pipeline only, not {cfg.pipeline!r}')
+    if cfg.crf_rounds and (cfg.refine != 'crf' or not cfg.cosine): raise BadInputError('crf_rounds', "needs refine='crf' and cosine=True")
+    _check(cfg.merge_linkage, LINKAGES, 'merge linkage')
+    return cfg
+
 def parse_scales(text) -> tuple:
     "Scale factors as floats from a comma-separated string ('1,1.5') or a sequence, checked by `check_scales`."
     from uss_nb.features import check_scales
@@ -143,18 +158,28 @@ def _cos_scores(f, centres):
     return torch.einsum('bchw,kc->bkhw', torch.nn.functional.normalize(f, dim=1), torch.nn.functional.normalize(centres.float(), dim=1))
 
 def _kmeans_maps(dataset, feats, cfg, k, progress):
-    "Raw k-means: fit on a sample of pixels, then label every pixel by its nearest centre."
+    "Raw k-means: fit on a sample of pixels, then label every pixel by its nearest centre (or, with `cfg.overcluster` > 1, by that centre's merged group)."
+    from uss_nb.kmeans import merge_centres, group_scores
     g = torch.Generator().manual_seed(cfg.seed)
     per = max(1, cfg.fit_pixels // len(feats))
     xs = []
     for n in feats.names:
         x = _grid_feats(feats, n).flatten(1).T
         xs.append(x[torch.randperm(len(x), generator=g)[:per]])
-    km = clusterer('kmeans', k, cfg); _, centres = km.fit(torch.cat(xs))
+    km = clusterer('kmeans', k * cfg.overcluster, cfg); _, centres = km.fit(torch.cat(xs))
+    groups = merge_centres(centres, k, cfg.merge_linkage) if cfg.overcluster > 1 else None
+    predict = lambda f: km.predict(f[0].flatten(1).T).view(1, *f.shape[-2:])
+    for r in range(cfg.crf_rounds):                              # refit k centres to the CRF's labels (cosine only)
+        centres, groups = crf_refit(dataset, feats, centres, k, groups, cfg.crf_temperature, progress=progress, desc=f'CRF round {r + 1}'), None
+        predict = lambda f, c=centres: _cos_scores(f, c).argmax(1)
     for i, n in enumerate(feats.names):
         f = _grid_feats(feats, n)[None]
         scores = _cos_scores(f, centres) if cfg.cosine and cfg.refine == 'crf' else None   # only the CRF uses them
-        yield i, km.predict(f[0].flatten(1).T).view(1, *f.shape[-2:]), scores
+        labels = predict(f)
+        if groups is not None:                                  # nearest centre's group; per group its best centre's score
+            labels = groups[labels]
+            if scores is not None: scores = group_scores(scores, groups, k)
+        yield i, labels, scores
 
 def _dsm_segments(dataset, feats, cfg, progress):
     "Deep Spectral Methods' per-image segments (1,h,w) of every image."
@@ -273,6 +298,24 @@ def refine_crf(image, labels=None, k:int=None, scores=None, temperature:float=0.
     d.addPairwiseBilateral(sxy=sxy_bilateral, srgb=srgb, rgbim=rgb, compat=w_bilateral)
     return torch.from_numpy(np.argmax(np.array(d.inference(steps)).reshape(k, H, W), 0)).long()
 
+# %% ../nbs/12_pipelines.ipynb #fce16c23
+def crf_refit(dataset, feats, centres, k:int, groups=None, temperature:float=0.05, progress:bool=False, desc:str='CRF round') -> torch.Tensor:
+    "One round of k-means with the dense CRF as its assignment step: `k` new unit centres (k,C), each the mean L2-normalised grid feature weighted by the fraction of its pixels the CRF (fed the cosine scores to `centres`, grouped by `groups`) gives that cluster."
+    from uss_nb.kmeans import group_scores
+    F_ = torch.nn.functional
+    c = F_.normalize(centres.float(), dim=1)
+    old = c if groups is None else F_.normalize(torch.zeros(k, c.shape[1]).index_add_(0, torch.as_tensor(groups), c), dim=1)
+    sums, pos = torch.zeros(k, c.shape[1]), _positions(dataset)
+    for n in _progress(feats.names, progress, desc):
+        f = F_.normalize(_grid_feats(feats, n), dim=0)                       # (C,h,w)
+        s = _cos_scores(f[None], c)
+        if groups is not None: s = group_scores(s, groups, k)
+        lab = refine_crf(dataset[pos[n]][0], scores=s[0], temperature=temperature)
+        frac = F_.adaptive_avg_pool2d(F_.one_hot(lab, k).permute(2, 0, 1).float()[None], tuple(f.shape[-2:]))[0]
+        sums += torch.einsum('khw,chw->kc', frac, f)
+    empty = sums.norm(dim=1) == 0                                           # a cluster the CRF gave no pixel keeps its centre
+    return torch.where(empty[:, None], old, F_.normalize(sums, dim=1))
+
 # %% ../nbs/12_pipelines.ipynb #a2375cce
 def _final(image, grid, scores, cfg, k, size):
     "A grid prediction at image resolution `size`: dense-CRF refined (`cfg.refine='crf'`) or upsampled."
@@ -286,7 +329,7 @@ def evaluate_pipeline(data, cfg:EvalConfig=None, progress:bool=True) -> dict:
     from uss_nb.data import get_dataset
     from uss_nb.metrics import Confusion
     import resource
-    cfg = cfg or EvalConfig(); check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine')
+    cfg = cfg or EvalConfig(); check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine'); check_kmeans_options(cfg)
     _check(cfg.feature_dtype, ('float16', 'float32'), 'feature dtype')
     if cfg.refine == 'crf': _densecrf()
     ds = get_dataset(data) if isinstance(data, str) else data
@@ -561,6 +604,9 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              n_segments:Param('DSM: segments per image', int)=EvalConfig.n_segments,
              color_lambda:Param('DSM: weight of the KNN colour affinity', float)=EvalConfig.color_lambda,
              n_init:Param('k-means restarts (the lowest inertia is kept)', int)=EvalConfig.n_init,
+             overcluster:Param('kmeans: fit this many times the clusters, then merge the centres into the clusters', int)=EvalConfig.overcluster,
+             merge_linkage:Param('kmeans with --overcluster: linkage of the merge (average, complete, single, ward)', str)=EvalConfig.merge_linkage,
+             crf_rounds:Param('kmeans with --refine crf: rounds of refitting the centres to the CRF labels', int)=EvalConfig.crf_rounds,
              dtype:Param("feature cache storage: float16 or float32", str)=EvalConfig.feature_dtype,
              scales:Param('image scale factors, comma-separated, e.g. 1,1.5: features of each, L2-normalised, are summed on the finest grid', str)='1',
              refine:Param(f"label-map refinement: {', '.join(REFINERS)}", str)='none',
@@ -575,7 +621,8 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
     check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); scales = parse_scales(scales); ds = get_dataset(data)   # bad input fails before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
                      color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, scales=scales, refine=refine, ckpt=ckpt, stego_steps=steps,
-                     acg_epochs=epochs, strict=strict)
+                     acg_epochs=epochs, strict=strict, overcluster=overcluster, merge_linkage=merge_linkage, crf_rounds=crf_rounds)
+    check_kmeans_options(cfg)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
