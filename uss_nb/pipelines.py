@@ -622,7 +622,6 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
                      color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, scales=scales, refine=refine, ckpt=ckpt, stego_steps=steps,
                      acg_epochs=epochs, strict=strict, overcluster=overcluster, merge_linkage=merge_linkage, crf_rounds=crf_rounds)
-    check_kmeans_options(cfg)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
