@@ -124,7 +124,7 @@ def _entries(out:DenseOut, names, size, h, dtype, srcs):
             raise BadInputError(bad, f"features overflow {dtype}; use dtype='float32'")
         return t
     f, c, a = host(out.feats), host(out.cls), host(out.attn)
-    part = lambda t, j: None if t is None else t[j].clone()        # its own storage: saving a view would save the whole batch
+    part = lambda t, j: None if t is None else t[j].clone(memory_format=torch.contiguous_format)   # own, contiguous storage: saving a view would save the whole batch
     return [dict(name=n, hash=h, src=s, size=list(size), feats=part(f, j), cls=part(c, j), attn=part(a, j))
             for j, (n, s) in enumerate(zip(names, srcs))]
 
