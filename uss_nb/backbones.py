@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['SIZE_POLICIES', 'VGG19_LAYERS', 'VGG_MEAN_BGR', 'WINO_BT', 'WINO_G', 'WINO_AT', 'WINO_MIN_CHANNELS', 'VIT_FEATURES',
-           'VIT_ARCHS', 'BACKBONES', 'DenseOut', 'fit_to_stride', 'check_images', 'Backbone', 'vgg19_weights_path',
-           'load_vgg19_weights', 'winograd_weights', 'winograd_conv2d', 'vgg19_stride', 'VGG19', 'ViT', 'tiny_vit',
-           'load_vit_checkpoint', 'vit_backbone', 'list_backbones', 'get_backbone']
+           'VIT_ARCHS', 'BACKBONES', 'INT8_CALIBRATION', 'INT8_CALIBRATION_SIDE', 'DenseOut', 'fit_to_stride',
+           'check_images', 'Backbone', 'vgg19_weights_path', 'load_vgg19_weights', 'winograd_weights',
+           'winograd_conv2d', 'vgg19_stride', 'VGG19', 'ViT', 'tiny_vit', 'load_vit_checkpoint', 'vit_backbone',
+           'list_backbones', 'get_backbone', 'int8_backbone']
 
 # %% ../nbs/02_backbones.ipynb #b6c69fba
-import os, re, difflib, warnings, functools, dataclasses
+import os, re, difflib, warnings, functools, dataclasses, itertools
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
@@ -59,7 +60,9 @@ class Backbone(nn.Module):
         self.name, self.patch_size, self.dim, self.size_policy = name, patch_size, dim, size_policy
         self.weights = 'unknown'  # where the weights came from; part of the feature cache's key
     @property
-    def device(self): return next(self.parameters()).device
+    def device(self):
+        "The device of the backbone's parameters (or buffers: an int8 VGG19 keeps its weights packed, not as parameters)."
+        return next(itertools.chain(self.parameters(), self.buffers())).device
     def normalize(self, x): raise NotImplementedError
     def dense(self, x) -> DenseOut: raise NotImplementedError
     def grid(self, H, W):
@@ -340,3 +343,59 @@ def get_backbone(name:str='vgg19', checkpoint=None, feature:str=None, device=Non
                             f'; valid names: {", ".join(BACKBONES)}')
     if feat and feature and feat != feature: raise BadInputError('feature', f'{name!r} and feature={feature!r} disagree')
     return BACKBONES[base](checkpoint=checkpoint, feature=feat or feature, size_policy=size_policy, **kw).to(get_device(device))
+
+# %% ../nbs/02_backbones.ipynb #111ec405
+INT8_CALIBRATION = ('astronaut', 'chelsea', 'coffee', 'motorcycle')   # scikit-image photographs calibrating VGG19's int8 activations
+INT8_CALIBRATION_SIDE = 320                                            # their shorter side, in pixels
+
+def _weights_key(m):
+    "Identity of a module's current weights (storage and version of every parameter)."
+    return tuple((p.data_ptr(), p._version) for p in m.parameters())
+
+def _calibration_images(side:int=INT8_CALIBRATION_SIDE):
+    "`INT8_CALIBRATION` as (3,H,W) floats in [0,1], shorter side `side`."
+    from uss_nb.data import skimage_samples
+    ds = skimage_samples()
+    out = []
+    for n in INT8_CALIBRATION:
+        img = ds[ds.names.index(n)][0]
+        s = side / min(img.shape[-2:])
+        size = (round(img.shape[-2] * s), round(img.shape[-1] * s))
+        out.append(F.interpolate(img[None], size=size, mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1))
+    return out
+
+def _quantize(bb):
+    "A new int8 copy of `bb` (CPU)."
+    import copy
+    from torch.ao.quantization import get_default_qconfig_mapping, quantize_dynamic
+    from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx
+    keep = bb.__dict__.pop('_int8', None)
+    U = getattr(bb, '_U', None)
+    if U is not None: bb._U = {}                       # Winograd weights: not copied
+    try: q = copy.deepcopy(bb).cpu()
+    finally:
+        if keep is not None: bb.__dict__['_int8'] = keep
+        if U is not None: bb._U = U
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')               # torch.ao.quantization's deprecation notices
+        torch.backends.quantized.engine = 'x86'
+        if isinstance(q, VGG19):
+            q.winograd = False
+            body = q.body.to(memory_format=torch.contiguous_format)
+            pm = prepare_fx(body, get_default_qconfig_mapping('x86'), (torch.zeros(1, 3, 32, 32),))
+            with torch.inference_mode():
+                for img in _calibration_images(): pm(q.normalize(img[None]))
+            q.body = convert_fx(pm)
+        elif isinstance(q, ViT): quantize_dynamic(q.model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        else: raise BadInputError('amp', f"int8 is implemented for VGG19 and timm ViTs, not {type(bb).__name__} ({bb.name})")
+    q.quantized = 'int8'
+    return q
+
+def int8_backbone(bb:Backbone) -> Backbone:
+    "An int8 copy of `bb` for the CPU: VGG19 statically quantized (calibrated on `INT8_CALIBRATION`), a ViT's linear layers dynamically; built once and kept with `bb`."
+    if bb.device.type != 'cpu': raise BadInputError('amp', f"int8 runs on the CPU only ({bb.name} is on {bb.device}); on a GPU use amp='bf16'")
+    if getattr(bb, 'quantized', None) == 'int8': return bb
+    key, got = _weights_key(bb), bb.__dict__.get('_int8')
+    if got is None or got[0] != key:
+        got = (key, _quantize(bb)); bb.__dict__['_int8'] = got   # kept out of the module tree: not a submodule, not in state_dict
+    return got[1]

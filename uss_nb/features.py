@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 import uss_nb
 from .core import BadInputError, save, load, save_json, load_json, config_hash, get_device
-from .backbones import Backbone, DenseOut, get_backbone
+from .backbones import Backbone, DenseOut, get_backbone, int8_backbone
 from .data import InputWarning
 
 # %% ../nbs/03_features.ipynb #e75b1963
@@ -76,11 +76,14 @@ class FeatureConfig:
     format: int = FORMAT
 
 def compute_dtype(device, amp=None) -> str:
-    "Precision the backbone computes in: `amp=None` means bf16 on CUDA and float32 elsewhere; 'bf16' or False force it."
+    "Precision the backbone computes in: `amp=None` means bf16 on CUDA and float32 elsewhere; 'bf16' or False force it; 'int8' (CPU only) uses `int8_backbone`."
     if amp is None: return 'bfloat16' if torch.device(device).type == 'cuda' else 'float32'
     if amp in ('bf16', 'bfloat16', True): return 'bfloat16'
     if amp in (False, 'off', 'float32'): return 'float32'
-    raise BadInputError('amp', f"must be None, 'bf16' or False, got {amp!r}")
+    if amp == 'int8':
+        if torch.device(device).type != 'cpu': raise BadInputError('amp', f"int8 runs on the CPU only, not on {device}; on a GPU use amp='bf16'")
+        return 'int8'
+    raise BadInputError('amp', f"must be None, 'bf16', 'int8' or False, got {amp!r}")
 
 def feature_config(backbone, resize=None, dtype='float16', compute='float32') -> FeatureConfig:
     "The `FeatureConfig` of extracting with `backbone`, `resize`, stored `dtype` and `compute` precision."
@@ -205,6 +208,7 @@ def _autocast(device, compute):
     return torch.autocast(device.type, dtype=torch.bfloat16) if compute == 'bfloat16' else contextlib.nullcontext()
 
 def _run(backbone, imgs, device, channels_last, compute):
+    if compute == 'int8': backbone = int8_backbone(backbone)   # built on first use, then kept with the backbone
     x = torch.stack([im.to(device) for im in imgs])    # copied one by one and stacked on the device: no batch-sized host copy
     if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(device, compute): return backbone(x)
