@@ -21,6 +21,13 @@ def _data_name(data) -> str:
 def _key(data, cfg:EvalConfig) -> str:
     return json.dumps([_data_name(data), dataclasses.asdict(cfg)], sort_keys=True)
 
+def _row_keys(r) -> set:
+    "The keys a recorded run answers to: its own and, for a run recorded before a setting existed, that of its stored config with the missing settings at their defaults."
+    keys, cfg = {r['key']}, r.get('config')
+    if isinstance(cfg, dict) and set(cfg) <= {f.name for f in dataclasses.fields(EvalConfig)}:
+        keys.add(_key(r['data'], EvalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})))
+    return keys
+
 def read_results(path) -> list:
     "The runs recorded in the JSON-lines file `path` (none if it does not exist)."
     path = Path(path)
@@ -34,7 +41,7 @@ def read_results(path) -> list:
 def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progress:bool=False) -> list:
     "Run each `{label: EvalConfig}` on split `data` for every seed; results appended to `results`; finished runs skipped."
     rows = read_results(results)
-    done = {r['key'] for r in rows}
+    done = set().union(*(_row_keys(r) for r in rows))
     for label, cfg in configs.items():
         for seed in seeds:
             c = dataclasses.replace(cfg, seed=seed)

@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'TRAINED', 'BENCHES', 'SUBCOMMANDS', 'palette', 'colorize', 'overlay', 'EvalConfig',
            'cache_dir', 'check_pipeline', 'upsample_labels', 'clusterer', 'load_backbone', 'check_kmeans_options',
-           'parse_scales', 'pipeline_maps', 'refine_crf', 'crf_refit', 'evaluate_pipeline', 'subset', 'DemoConfig',
-           'eigen_figure', 'segment_images', 'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths',
-           'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options',
-           'bench_args', 'bench_main']
+           'parse_scales', 'check_power', 'power_normalize', 'PoweredFeatures', 'pipeline_maps', 'refine_crf',
+           'crf_refit', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images', 'cluster_figure',
+           'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline', 'get_bench', 'uss_demo', 'uss_eval',
+           'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
-import sys, time, json, platform, functools, warnings, contextlib, html, inspect
+import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
+from collections.abc import Mapping
 import json as _json
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
@@ -75,6 +76,7 @@ class EvalConfig:
     crf_rounds: int = 0         # `kmeans` with refine='crf': rounds of refitting the centres to the CRF's labels before the final pass
     feature_dtype: str = 'float16'  # feature cache storage: 'float16' (default) or 'float32'
     scales: tuple = (1.0,)      # image scale factors: features of each, L2-normalised, summed on the finest grid (multiscale_features)
+    power: float = 1.0          # power normalisation of the features before any clustering: sign(f)·|f|^power (0.5: signed square root; 1: none)
     abc_epochs: int = 500       # ABC: training epochs (early stopping on the loss)
     acg_epochs: int = 20        # ACG: training epochs on the split's features (the seed trains 400)
     stego_steps: int = 1000     # STEGO / HP / SmooSeg: training steps (the papers train thousands on a GPU)
@@ -139,13 +141,38 @@ def parse_scales(text) -> tuple:
     except (TypeError, ValueError): raise BadInputError('scales', f'expected comma-separated numbers such as 1,1.5, got {text!r}') from None
     return check_scales(scales)
 
+def check_power(power) -> float:
+    "`power` if it is a number in (0, 1], else a `BadInputError`."
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
+        raise BadInputError('power', f'must be a number in (0, 1] (0.5: signed square root; 1: none), got {power!r}')
+    return float(power)
+
+def power_normalize(f, power:float=0.5) -> torch.Tensor:
+    "Power normalisation of features, elementwise: `sign(f)·|f|^power` (0.5: the signed square root; 1: `f` unchanged)."
+    power = check_power(power)
+    return f if power == 1 else f.sign() * f.abs().pow(power)
+
+class PoweredFeatures(Mapping):
+    "A mapping of dense features (`FeatureSet`, `MultiScaleFeatures`) whose `feats` are `power_normalize`d (float32) on reading."
+    def __init__(self, feats, power:float):
+        self.base, self.power = feats, check_power(power)
+        self.names, self.skipped = feats.names, getattr(feats, 'skipped', {})
+    def __len__(self): return len(self.base)
+    def __iter__(self): return iter(self.base)
+    def __contains__(self, name): return name in self.base
+    def __getitem__(self, name):
+        o = self.base[name]
+        return dataclasses.replace(o, feats=power_normalize(o.feats.float(), self.power))
+    def __repr__(self): return f'PoweredFeatures({self.base!r}, power={self.power})'
+
 def _features(dataset, cfg, progress):
-    "The dense features of `dataset` for `cfg`: one scale (a `FeatureSet`) or several (`MultiScaleFeatures`), cached."
+    "The dense features of `dataset` for `cfg`: one scale (a `FeatureSet`) or several (`MultiScaleFeatures`), cached; power-normalised if `cfg.power` < 1."
     from uss_nb.features import extract_features, multiscale_features
     kw = dict(cache_dir=cache_dir(), dtype=cfg.feature_dtype, progress=progress, strict=cfg.strict)
-    scales = parse_scales(cfg.scales)
-    if scales == (1.0,): return extract_features(load_backbone(cfg.backbone), dataset, **kw)
-    return multiscale_features(load_backbone(cfg.backbone), dataset, scales=scales, **kw)
+    scales, power = parse_scales(cfg.scales), check_power(cfg.power)       # bad settings fail before any work
+    if scales == (1.0,): feats = extract_features(load_backbone(cfg.backbone), dataset, **kw)
+    else: feats = multiscale_features(load_backbone(cfg.backbone), dataset, scales=scales, **kw)
+    return feats if power == 1 else PoweredFeatures(feats, power)
 
 def _positions(dataset) -> dict:
     "Name -> index in `dataset` (features skip unreadable images, so positions must be looked up by name)."
@@ -609,6 +636,7 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              crf_rounds:Param('kmeans with --refine crf: rounds of refitting the centres to the CRF labels', int)=EvalConfig.crf_rounds,
              dtype:Param("feature cache storage: float16 or float32", str)=EvalConfig.feature_dtype,
              scales:Param('image scale factors, comma-separated, e.g. 1,1.5: features of each, L2-normalised, are summed on the finest grid', str)='1',
+             power:Param('power normalisation of the features before clustering, sign(f)|f|^power, in (0, 1]: 0.5 signed square root, 1 none', float)=EvalConfig.power,
              refine:Param(f"label-map refinement: {', '.join(REFINERS)}", str)='none',
              ckpt:Param('acg+kmeans / stego / hp / smooseg: checkpoint made by `uss train` (or trained into here on this split)', str)=None,
              steps:Param('stego / hp / smooseg: training steps', int)=EvalConfig.stego_steps,
@@ -618,10 +646,10 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
     "Run a pipeline on a labelled split and print Hungarian-matched mIoU, pixel accuracy and the per-class IoU table."
     from uss_nb.data import get_dataset
-    check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); scales = parse_scales(scales); ds = get_dataset(data)   # bad input fails before any work
+    check_pipeline(pipeline); _check(refine, REFINERS, 'refine'); scales = parse_scales(scales); check_power(power); ds = get_dataset(data)   # bad input fails before any work
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments,
                      color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, scales=scales, refine=refine, ckpt=ckpt, stego_steps=steps,
-                     acg_epochs=epochs, strict=strict, overcluster=overcluster, merge_linkage=merge_linkage, crf_rounds=crf_rounds)
+                     acg_epochs=epochs, strict=strict, overcluster=overcluster, merge_linkage=merge_linkage, crf_rounds=crf_rounds, power=power)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
