@@ -190,6 +190,21 @@ def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'im3.png' in err and 'empty file' in err, err
 
+def test_uss_eval_fit_on_dsm(tmp_path, monkeypatch, capsys):
+    "`uss eval --fit_on dsm --n_segments 3 --eigenvectors 5` reaches the config; a bad --fit_on fails before any feature is computed."
+    from uss_nb.pipelines import main
+    _split(tmp_path)
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
+    monkeypatch.setattr(sys, 'argv', cmd + ['--fit_on', 'superpixels'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unknown name 'superpixels'" in err and 'pixels, dsm' in err, err
+    assert not (tmp_path/'cache').exists()
+    monkeypatch.setattr(sys, 'argv', cmd + ['--fit_on', 'dsm', '--n_segments', '3', '--eigenvectors', '5', '--json']); main()
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res['n_scored'] == 3 and (res['config']['fit_on'], res['config']['n_segments'], res['config']['k']) == ('dsm', 3, 5)
+
 def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
     "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
     from uss_nb.pipelines import main
