@@ -403,10 +403,11 @@ class DemoConfig:
     backbone: str = 'vgg19'
     size: int = 320            # shorter image side at which features are computed
     pipeline: str = 'kmeans'   # the best pipeline measured on the tuning splits (13_experiments): k-means of the features...
+    fit_on: str = 'dsm'        # ...its centres fitted on the mean feature of each photo's DSM segments (`FIT_ON`; other pipelines ignore it)...
     refine: str = 'crf'        # ...refined by a dense CRF at image resolution
     n_clusters: int = 6        # classes shared by all the photos
-    n_segments: int = 6        # DSM: per-image segments (k-means on the eigenvectors)
-    k: int = 10                # DSM: eigenvectors computed (the trivial one included)
+    n_segments: int = 10       # DSM: per-image segments (k-means on the eigenvectors), the k-means fit's sample with fit_on='dsm'
+    k: int = 15                # DSM: eigenvectors computed (the trivial one included)
     color_lambda: float = 10.0 # DSM: weight of the KNN colour affinity (DSM's image_color_lambda)
     seed: int = 0
 
@@ -475,7 +476,8 @@ def cluster_figure(images:dict, labels:dict, n_clusters:int, per_cluster:int=5, 
 # %% ../nbs/12_pipelines.ipynb #11bf6826
 def _describe(cfg):
     refine = ' refined by a dense CRF' if cfg.refine == 'crf' else ''
-    return (f"{cfg.backbone} features; pipeline `{cfg.pipeline}`{refine} into {cfg.n_clusters} clusters shared by all photos; "
+    fit = f' (centres fitted on the mean feature of each photo\'s {cfg.n_segments} DSM segments)' if cfg.fit_on == 'dsm' and cfg.pipeline == 'kmeans' else ''
+    return (f"{cfg.backbone} features; pipeline `{cfg.pipeline}`{fit}{refine} into {cfg.n_clusters} clusters shared by all photos; "
             f"beside it Deep Spectral Methods' eigenvectors (feature + KNN colour affinity, λ = {cfg.color_lambda}).")
 
 def _summary_md(cfg, rows, secs):
@@ -502,7 +504,7 @@ def run_demo(cfg:DemoConfig=None, out='outputs', limit:int=None, progress:bool=T
     from uss_nb.data import skimage_samples, WorkingRes
     from uss_nb.features import extract_features
     cfg, out = cfg or DemoConfig(), Path(out)
-    check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine')
+    check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine'); _check(cfg.fit_on, FIT_ON, 'fit_on')   # fit_on: kmeans only
     if cfg.refine == 'crf': _densecrf()
     _writable(out)
     ds = skimage_samples(tfm=WorkingRes(size=cfg.size))
@@ -510,7 +512,8 @@ def run_demo(cfg:DemoConfig=None, out='outputs', limit:int=None, progress:bool=T
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     feats = extract_features(load_backbone(cfg.backbone), ds, progress=progress)
-    ecfg = EvalConfig(pipeline=cfg.pipeline, backbone=cfg.backbone, n_clusters=cfg.n_clusters, seed=cfg.seed, refine=cfg.refine)
+    ecfg = EvalConfig(pipeline=cfg.pipeline, backbone=cfg.backbone, n_clusters=cfg.n_clusters, seed=cfg.seed, refine=cfg.refine,
+                      fit_on=cfg.fit_on if cfg.pipeline == 'kmeans' else 'pixels', n_segments=cfg.n_segments, k=cfg.k, color_lambda=cfg.color_lambda)
     images, labels = {}, {}
     for i, grid, scores in pipeline_maps(ds, feats, ecfg, cfg.n_clusters, progress):
         image, _, name = ds[i]
@@ -628,11 +631,12 @@ def uss_demo(out:Param('output folder', str)='outputs',
              pipeline:Param(f"one of {', '.join(PIPELINES)}", str)=DemoConfig.pipeline,
              refine:Param(f"one of {', '.join(REFINERS)}", str)=DemoConfig.refine,
              n_clusters:Param('clusters shared by all photos', int)=DemoConfig.n_clusters,
-             n_segments:Param('DSM segments per image (eigenvector figures)', int)=DemoConfig.n_segments,
+             fit_on:Param(f"kmeans: fit the centres on {' or '.join(FIT_ON)} (the mean feature of each DSM segment)", str)=DemoConfig.fit_on,
+             n_segments:Param('DSM segments per image (with --fit_on dsm the k-means fit\'s sample)', int)=DemoConfig.n_segments,
              size:Param('shorter image side the features are computed at', int)=DemoConfig.size,
              quiet:Param('no progress bars', bool)=False):
     "Segment the photographs shipped with scikit-image (no download) and write overlays, figures and a summary to `out`."
-    res = run_demo(DemoConfig(backbone=backbone, pipeline=pipeline, refine=refine, n_clusters=n_clusters, n_segments=n_segments, size=size), out, limit=limit, progress=not quiet)
+    res = run_demo(DemoConfig(backbone=backbone, pipeline=pipeline, fit_on=fit_on, refine=refine, n_clusters=n_clusters, n_segments=n_segments, size=size), out, limit=limit, progress=not quiet)
     print(f"wrote {len(res['images'])} overlays and {Path(out)/'summary.md'}")
 
 @call_parse
