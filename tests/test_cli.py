@@ -42,3 +42,8 @@ def test_bench_prints_one_json_line():
 def test_bench_unknown_name():
     r = run('uss-bench', 'eigenn')
     assert r.returncode == 2 and 'valid names' in r.stderr
+
+def test_demo_refuses_unknown_fit_on(tmp_path):
+    r = run('uss', 'demo', '--out', tmp_path/'out', '--limit', 1, '--fit_on', 'segmnets')
+    assert r.returncode == 2 and 'valid names' in r.stderr and 'pixels, dsm' in r.stderr
+    assert not (tmp_path/'out'/'summary.json').exists()
