@@ -205,6 +205,22 @@ def test_uss_eval_fit_on_dsm(tmp_path, monkeypatch, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res['n_scored'] == 3 and (res['config']['fit_on'], res['config']['n_segments'], res['config']['k']) == ('dsm', 3, 5)
 
+def test_uss_eval_photometric(tmp_path, monkeypatch, capsys):
+    "`uss eval --photometric channels` reaches the config and caches its features apart; a bad mode fails before any feature is computed."
+    from uss_nb.pipelines import main
+    _split(tmp_path, bad=False)
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
+    monkeypatch.setattr(sys, 'argv', cmd + ['--photometric', 'greyworld'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unknown mode 'greyworld'" in err and 'none, channels, luminance' in err, err
+    assert not (tmp_path/'cache').exists()
+    monkeypatch.setattr(sys, 'argv', cmd + ['--photometric', 'channels', '--json']); main()
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res['n_scored'] == 3 and res['config']['photometric'] == 'channels'
+    assert [p.name for p in (tmp_path/'cache').iterdir()] == ['photometric-channels']
+
 def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
     "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
     from uss_nb.pipelines import main

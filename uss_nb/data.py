@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'VOC_CLASSES', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_LUT', 'CITYSCAPES27_CLASSES', 'CITYSCAPES27_LUT',
-           'POTSDAM3_CLASSES', 'POTSDAM3_LUT', 'SKIMAGE_SAMPLES', 'data_root', 'InputWarning', 'image_size',
-           'read_image', 'read_label', 'resize_to', 'resize_short', 'resize_to_multiple', 'WorkingRes', 'SegDataset',
-           'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012', 'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder',
-           'skimage_samples', 'dataset_names', 'concat_datasets', 'get_dataset', 'size_batches', 'collate', 'summarize',
-           'bench_read']
+           'POTSDAM3_CLASSES', 'POTSDAM3_LUT', 'SKIMAGE_SAMPLES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PHOTOMETRIC',
+           'data_root', 'InputWarning', 'image_size', 'read_image', 'read_label', 'resize_to', 'resize_short',
+           'resize_to_multiple', 'WorkingRes', 'SegDataset', 'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012',
+           'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder', 'skimage_samples', 'dataset_names',
+           'concat_datasets', 'get_dataset', 'size_batches', 'collate', 'check_photometric', 'standardize_colors',
+           'Photometric', 'summarize', 'bench_read']
 
 # %% ../nbs/01_data.ipynb #e5fce81a
 import os, difflib, warnings, collections, threading
@@ -561,6 +562,35 @@ def collate(items):
     if all(l is None for l in lbls): return torch.stack(imgs), None, list(names)
     if any(l is None for l in lbls): raise BadInputError('batch', 'mixes labelled and unlabelled items')
     return torch.stack(imgs), torch.stack(lbls), list(names)
+
+# %% ../nbs/01_data.ipynb #b666b8ed
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PHOTOMETRIC = ('none', 'channels', 'luminance')
+
+def check_photometric(mode) -> str:
+    "`mode` if it is one of `PHOTOMETRIC`, else a `BadInputError` listing them."
+    if mode not in PHOTOMETRIC: raise BadInputError('photometric', f'unknown mode {mode!r}; valid: {", ".join(PHOTOMETRIC)}')
+    return mode
+
+def standardize_colors(img, mode:str='channels', mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    "Image `(3,H,W)` or batch `(B,3,H,W)` in [0,1] with the mean and std of each channel (`'channels'`) or of all three together (`'luminance'`) over each image set to `mean` / `std` (ImageNet's; averaged over channels for `'luminance'`), clipped to [0,1]; `'none'`: unchanged."
+    if check_photometric(mode) == 'none': return img
+    m_t, s_t = (torch.tensor(v, dtype=img.dtype).view(3, 1, 1) for v in (mean, std))
+    if mode == 'luminance': m_t, s_t, dims = m_t.mean(), s_t.mean(), (-3, -2, -1)
+    else: dims = (-2, -1)
+    m, s = img.mean(dims, keepdim=True), img.std(dims, keepdim=True).clamp_min(1e-3)
+    return ((img - m) / s * s_t + m_t).clamp(0, 1)
+
+class Photometric:
+    "Transform `(image, label)`: the dataset transform `tfm` (if any), then `standardize_colors(image, mode)`; labels unchanged."
+    def __init__(self, mode:str='channels', tfm=None): self.mode, self.tfm = check_photometric(mode), tfm
+    def __call__(self, img, label=None):
+        if self.tfm is not None: img, label = self.tfm(img, label)
+        return standardize_colors(img, self.mode), label
+    def out_size(self, h, w):
+        "The `(H, W)` an input of size `(h, w)` comes out as (that of `tfm`; the colours do not change it)."
+        return self.tfm.out_size(h, w) if self.tfm is not None and hasattr(self.tfm, 'out_size') else (h, w)
+    def __repr__(self): return f'Photometric({self.mode!r}, tfm={self.tfm!r})' 
 
 # %% ../nbs/01_data.ipynb #dce61f47
 def summarize(ds, pixels:bool=False) -> dict:
