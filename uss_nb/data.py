@@ -590,7 +590,7 @@ class Photometric:
     def out_size(self, h, w):
         "The `(H, W)` an input of size `(h, w)` comes out as (that of `tfm`; the colours do not change it)."
         return self.tfm.out_size(h, w) if self.tfm is not None and hasattr(self.tfm, 'out_size') else (h, w)
-    def __repr__(self): return f'Photometric({self.mode!r}, tfm={self.tfm!r})' 
+    def __repr__(self): return f'Photometric({self.mode!r}, tfm={self.tfm!r})'
 
 # %% ../nbs/01_data.ipynb #dce61f47
 def summarize(ds, pixels:bool=False) -> dict:

@@ -104,6 +104,7 @@ def photometric_view(ds, mode:str='none'):
     from uss_nb.data import Photometric, check_photometric
     import copy
     if check_photometric(mode) == 'none': return ds
+    if not hasattr(ds, 'tfm'): raise BadInputError(getattr(ds, 'desc', None) or type(ds).__name__, f"photometric={mode!r} needs a dataset with a `tfm` (a SegDataset); this one has none")
     out = copy.copy(ds); out.tfm = Photometric(mode, ds.tfm)
     return out
 
@@ -381,10 +382,9 @@ def _final(image, grid, scores, cfg, k, size):
 
 def evaluate_pipeline(data, cfg:EvalConfig=None, progress:bool=True) -> dict:
     "Run pipeline `cfg.pipeline` on the labelled dataset `data` (a name such as 'camvid/val', or a dataset); score it."
-    from uss_nb.data import get_dataset
+    from uss_nb.data import get_dataset, check_photometric
     from uss_nb.metrics import Confusion
     import resource
-    from uss_nb.data import check_photometric
     cfg = cfg or EvalConfig(); check_pipeline(cfg.pipeline); _check(cfg.refine, REFINERS, 'refine'); check_kmeans_options(cfg)
     _check(cfg.feature_dtype, ('float16', 'float32'), 'feature dtype'); check_photometric(cfg.photometric)
     if cfg.refine == 'crf': _densecrf()
