@@ -110,11 +110,13 @@ def _file_id(p) -> str:
     return f'{p.resolve()}:{st.st_size}:{st.st_mtime_ns}'
 
 def image_sources(dataset):
-    "Per item, the identity of the file it is read from (resolved path, size, mtime), from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
+    "Per item, the identity of the file it is read from (resolved path, size, mtime) and of the dataset's transform `tfm` (its repr) if any, from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
     s = getattr(dataset, 'sources', None)
     if s is not None: return list(s)
     paths = getattr(dataset, 'image_paths', None)
-    return None if paths is None else [_file_id(p) for p in paths]
+    if paths is None: return None
+    tfm = getattr(dataset, 'tfm', None)
+    return [_file_id(p) if tfm is None else f'{_file_id(p)}|{tfm!r}' for p in paths]
 
 # %% ../nbs/03_features.ipynb #ee32d22d
 def _entries(out:DenseOut, names, size, h, dtype, srcs):
