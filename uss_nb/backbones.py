@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import BadInputError, get_device, seed_everything
+from .data import IMAGENET_MEAN, IMAGENET_STD
 
 # %% ../nbs/02_backbones.ipynb #a5640d2c
 @dataclasses.dataclass
@@ -199,8 +200,8 @@ class ViT(Backbone):
         super().__init__(f'{name}:{feature}', model.patch_embed.patch_size[0], model.embed_dim, size_policy)
         self.model, self.feature, self.arch = model.eval().requires_grad_(False), feature, name
         cfg = getattr(model, 'pretrained_cfg', None) or {}
-        self.register_buffer('mean', torch.tensor(cfg.get('mean', (0.485, 0.456, 0.406))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer('std', torch.tensor(cfg.get('std', (0.229, 0.224, 0.225))).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('mean', torch.tensor(cfg.get('mean', IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(cfg.get('std', IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
         self._qkv, self.early_exit, self._exiting = None, early_exit, False
         last = model.blocks[-1]
         last.attn.qkv.register_forward_hook(self._keep_qkv)
