@@ -190,34 +190,30 @@ def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'im3.png' in err and 'empty file' in err, err
 
-def test_uss_eval_fit_on_dsm(tmp_path, monkeypatch, capsys):
-    "`uss eval --fit_on dsm --n_segments 3 --eigenvectors 5` reaches the config; a bad --fit_on fails before any feature is computed."
+def _eval_cli(tmp_path, monkeypatch, capsys, bad_opts, good_opts, **split_kw):
+    "`uss eval` (entry point, in this process) with `bad_opts`, which must exit 2 before any feature is cached (its stderr returned), then with `good_opts` (its JSON result returned)."
     from uss_nb.pipelines import main
-    _split(tmp_path)
+    _split(tmp_path, **split_kw)
     monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
-    monkeypatch.setattr(sys, 'argv', cmd + ['--fit_on', 'superpixels'])
+    monkeypatch.setattr(sys, 'argv', cmd + bad_opts)
     with pytest.raises(SystemExit) as e: main()
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "unknown name 'superpixels'" in err and 'pixels, dsm' in err, err
+    assert e.value.code == 2, err
     assert not (tmp_path/'cache').exists()
-    monkeypatch.setattr(sys, 'argv', cmd + ['--fit_on', 'dsm', '--n_segments', '3', '--eigenvectors', '5', '--json']); main()
-    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    monkeypatch.setattr(sys, 'argv', cmd + good_opts + ['--json']); main()
+    return err, json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+def test_uss_eval_fit_on_dsm(tmp_path, monkeypatch, capsys):
+    "`uss eval --fit_on dsm --n_segments 3 --eigenvectors 5` reaches the config; a bad --fit_on fails before any feature is computed."
+    err, res = _eval_cli(tmp_path, monkeypatch, capsys, ['--fit_on', 'superpixels'], ['--fit_on', 'dsm', '--n_segments', '3', '--eigenvectors', '5'])
+    assert "unknown name 'superpixels'" in err and 'pixels, dsm' in err, err
     assert res['n_scored'] == 3 and (res['config']['fit_on'], res['config']['n_segments'], res['config']['k']) == ('dsm', 3, 5)
 
 def test_uss_eval_photometric(tmp_path, monkeypatch, capsys):
     "`uss eval --photometric channels` reaches the config and caches its features apart; a bad mode fails before any feature is computed."
-    from uss_nb.pipelines import main
-    _split(tmp_path, bad=False)
-    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
-    cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
-    monkeypatch.setattr(sys, 'argv', cmd + ['--photometric', 'greyworld'])
-    with pytest.raises(SystemExit) as e: main()
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "unknown mode 'greyworld'" in err and 'none, channels, luminance' in err, err
-    assert not (tmp_path/'cache').exists()
-    monkeypatch.setattr(sys, 'argv', cmd + ['--photometric', 'channels', '--json']); main()
-    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    err, res = _eval_cli(tmp_path, monkeypatch, capsys, ['--photometric', 'greyworld'], ['--photometric', 'channels'], bad=False)
+    assert "unknown mode 'greyworld'" in err and 'none, channels, luminance' in err, err
     assert res['n_scored'] == 3 and res['config']['photometric'] == 'channels'
     assert [p.name for p in (tmp_path/'cache').iterdir()] == ['photometric-channels']
 
