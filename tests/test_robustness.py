@@ -217,6 +217,12 @@ def test_uss_eval_photometric(tmp_path, monkeypatch, capsys):
     assert res['n_scored'] == 3 and res['config']['photometric'] == 'channels'
     assert [p.name for p in (tmp_path/'cache').iterdir()] == ['photometric-channels']
 
+def test_uss_eval_crf_temperature(tmp_path, monkeypatch, capsys):
+    "`uss eval --refine crf --crf_temperature 0.02` reaches the config; a temperature of 0 fails before any feature is computed."
+    err, res = _eval_cli(tmp_path, monkeypatch, capsys, ['--refine', 'crf', '--crf_temperature', '0'], ['--refine', 'crf', '--crf_temperature', '0.02'])
+    assert 'crf_temperature' in err and 'must be a number > 0, got 0' in err, err
+    assert res['n_scored'] == 3 and res['config']['crf_temperature'] == 0.02
+
 def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
     "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
     from uss_nb.pipelines import main

@@ -143,7 +143,7 @@ def load_backbone(name:str):
 FIT_ON = ('pixels', 'dsm')    # what the `kmeans` pipeline fits its centres on
 
 def check_kmeans_options(cfg:EvalConfig) -> EvalConfig:
-    "Raise `BadInputError` unless `cfg.overcluster` is an integer >= 1 and `cfg.crf_rounds` one >= 0 (above 1 and 0 only with the `kmeans` pipeline, rounds only with `refine='crf'` and cosine scores), `cfg.merge_linkage` a known linkage and `cfg.fit_on` one of `FIT_ON` (other than 'pixels' only with `kmeans`)."
+    "Raise `BadInputError` unless `cfg.overcluster` is an integer >= 1 and `cfg.crf_rounds` one >= 0 (above 1 and 0 only with the `kmeans` pipeline, rounds only with `refine='crf'` and cosine scores), `cfg.merge_linkage` a known linkage, `cfg.fit_on` one of `FIT_ON` (other than 'pixels' only with `kmeans`) and `cfg.crf_temperature` a number > 0."
     from uss_nb.kmeans import LINKAGES
     _check(cfg.fit_on, FIT_ON, 'fit_on')
     if cfg.fit_on != 'pixels' and cfg.pipeline != 'kmeans': raise BadInputError('fit_on', f'applies to the kmeans pipeline only, not {cfg.pipeline!r}')
@@ -152,6 +152,8 @@ def check_kmeans_options(cfg:EvalConfig) -> EvalConfig:
         if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise BadInputError(name, f'must be an integer >= {lo}, got {v!r}')
         if v > lo and cfg.pipeline != 'kmeans': raise BadInputError(name, f'applies to the kmeans pipeline only, not {cfg.pipeline!r}')
     if cfg.crf_rounds and (cfg.refine != 'crf' or not cfg.cosine): raise BadInputError('crf_rounds', "needs refine='crf' and cosine=True")
+    t = cfg.crf_temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0: raise BadInputError('crf_temperature', f'must be a number > 0, got {t!r}')
     _check(cfg.merge_linkage, LINKAGES, 'merge linkage')
     return cfg
 
@@ -671,6 +673,7 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              overcluster:Param('kmeans: fit this many times the clusters, then merge the centres into the clusters', int)=EvalConfig.overcluster,
              merge_linkage:Param('kmeans with --overcluster: linkage of the merge (average, complete, single, ward)', str)=EvalConfig.merge_linkage,
              crf_rounds:Param('kmeans with --refine crf: rounds of refitting the centres to the CRF labels', int)=EvalConfig.crf_rounds,
+             crf_temperature:Param('with --refine crf: softmax temperature of the cosine scores the CRF starts from (lower: it follows the features more)', float)=EvalConfig.crf_temperature,
              dtype:Param("feature cache storage: float16 or float32", str)=EvalConfig.feature_dtype,
              scales:Param('image scale factors, comma-separated, e.g. 1,1.5: features of each, L2-normalised, are summed on the finest grid', str)='1',
              power:Param('power normalisation of the features before clustering, sign(f)|f|^power, in (0, 1]: 0.5 signed square root, 1 none', float)=EvalConfig.power,
@@ -689,7 +692,7 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
     cfg = EvalConfig(pipeline=pipeline, backbone=backbone, seed=seed, n_clusters=n_clusters, n_segments=n_segments, k=eigenvectors, fit_on=fit_on,
                      color_lambda=color_lambda, n_init=n_init, feature_dtype=dtype, scales=scales, refine=refine, ckpt=ckpt, stego_steps=steps,
                      acg_epochs=epochs, strict=strict, overcluster=overcluster, merge_linkage=merge_linkage, crf_rounds=crf_rounds, power=power,
-                     photometric=photometric)
+                     photometric=photometric, crf_temperature=crf_temperature)
     with _quiet_skips(): r = evaluate_pipeline(ds, cfg, progress=not quiet)
     r['data'] = data
     if json: print(_json.dumps({k: v for k, v in r.items() if k != 'table'}, default=str))
