@@ -422,7 +422,8 @@ class DemoConfig:
     size: int = 320            # shorter image side at which features are computed
     pipeline: str = 'kmeans'   # the best pipeline measured on the tuning splits (13_experiments): k-means of the features...
     fit_on: str = 'dsm'        # ...its centres fitted on the mean feature of each photo's DSM segments (`FIT_ON`; other pipelines ignore it)...
-    refine: str = 'crf'        # ...refined by a dense CRF at image resolution
+    refine: str = 'crf'        # ...refined by a dense CRF at image resolution...
+    crf_temperature: float = 0.02  # ...started from the cosine scores at this softmax temperature (better than 0.05 on both tuning splits)
     n_clusters: int = 6        # classes shared by all the photos
     n_segments: int = 10       # DSM: per-image segments (k-means on the eigenvectors), the k-means fit's sample with fit_on='dsm'
     k: int = 15                # DSM: eigenvectors computed (the trivial one included)
@@ -531,7 +532,8 @@ def run_demo(cfg:DemoConfig=None, out='outputs', limit:int=None, progress:bool=T
     seed_everything(cfg.seed)
     feats = extract_features(load_backbone(cfg.backbone), ds, progress=progress)
     ecfg = EvalConfig(pipeline=cfg.pipeline, backbone=cfg.backbone, n_clusters=cfg.n_clusters, seed=cfg.seed, refine=cfg.refine,
-                      fit_on=cfg.fit_on if cfg.pipeline == 'kmeans' else 'pixels', n_segments=cfg.n_segments, k=cfg.k, color_lambda=cfg.color_lambda)
+                      fit_on=cfg.fit_on if cfg.pipeline == 'kmeans' else 'pixels', n_segments=cfg.n_segments, k=cfg.k, color_lambda=cfg.color_lambda,
+                      crf_temperature=cfg.crf_temperature)
     images, labels = {}, {}
     for i, grid, scores in pipeline_maps(ds, feats, ecfg, cfg.n_clusters, progress):
         image, _, name = ds[i]
