@@ -238,6 +238,18 @@ def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, mo
     with pytest.raises(SystemExit) as e: main()
     assert e.value.code == 2 and 'cut.jpg' in capsys.readouterr().err
 
+def test_uss_segment_crf_temperature(mixed_folder, tmp_path, monkeypatch, capsys):
+    "`uss segment --refine crf --crf_temperature 0.02` reaches segments.json's config; a temperature of 0 exits 2 before any output."
+    from uss_nb.pipelines import main
+    cmd = ['uss', 'segment', str(mixed_folder), '--out', str(tmp_path/'out'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit',
+           '--n_clusters', '2', '--size', '64', '--quiet', '--refine', 'crf', '--crf_temperature']
+    monkeypatch.setattr(sys, 'argv', cmd + ['0'])
+    with pytest.raises(SystemExit) as e: main()
+    assert e.value.code == 2 and 'must be a number > 0, got 0' in capsys.readouterr().err
+    assert not (tmp_path/'out').exists()
+    monkeypatch.setattr(sys, 'argv', cmd + ['0.02']); main()
+    assert json.loads((tmp_path/'out'/'segments.json').read_text())['config']['crf_temperature'] == 0.02
+
 # ---------------------------------------------------------------------------------------------------------------
 # Bad labels
 
