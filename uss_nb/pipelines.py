@@ -86,7 +86,7 @@ class EvalConfig:
     omh_weight: float = 0.01    # OMH: weight of the matching loss (1.0 collapsed the codes on camvid/val; 0.01 chosen there)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
-    crf_temperature: float = 0.05  # softmax temperature of the cosine scores fed to the CRF
+    crf_temperature: float = 0.05  # `kmeans` with refine='crf': softmax temperature of the cosine scores fed to the CRF (the other pipelines give it hard labels)
     strict: bool = False        # fail on the first unreadable image or label instead of skipping and listing it
 
 def cache_dir() -> Path:
@@ -660,7 +660,7 @@ def uss_demo(out:Param('output folder', str)='outputs',
     print(f"wrote {len(res['images'])} overlays and {Path(out)/'summary.md'}")
 
 PHOTOMETRIC_HELP = "standardise each image's colours first: none, channels (mean and std per channel to ImageNet's), luminance (one shift and scale)"
-CRF_TEMPERATURE_HELP = 'with --refine crf: softmax temperature of the cosine scores the CRF starts from (lower: it follows the features more)'
+CRF_TEMPERATURE_HELP = 'kmeans with --refine crf: softmax temperature of the cosine scores the CRF starts from (lower: it follows the features more; the other pipelines give the CRF hard labels)'
 
 @call_parse
 def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss_nb.data.dataset_names)", str)='camvid/val',
