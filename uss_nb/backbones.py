@@ -6,8 +6,8 @@
 __all__ = ['SIZE_POLICIES', 'VGG19_LAYERS', 'VGG_MEAN_BGR', 'WINO_BT', 'WINO_G', 'WINO_AT', 'WINO_MIN_CHANNELS', 'VIT_FEATURES',
            'VIT_ARCHS', 'BACKBONES', 'INT8_CALIBRATION', 'INT8_CALIBRATION_SIDE', 'DenseOut', 'fit_to_stride',
            'check_images', 'Backbone', 'vgg19_weights_path', 'load_vgg19_weights', 'winograd_weights',
-           'winograd_conv2d', 'vgg19_stride', 'VGG19', 'ViT', 'tiny_vit', 'load_vit_checkpoint', 'vit_backbone',
-           'list_backbones', 'get_backbone', 'int8_backbone']
+           'winograd_conv2d', 'vgg19_stride', 'VGG19', 'cpu_has_amx', 'ViT', 'tiny_vit', 'load_vit_checkpoint',
+           'vit_backbone', 'list_backbones', 'get_backbone', 'int8_backbone']
 
 # %% ../nbs/02_backbones.ipynb #b6c69fba
 import os, re, difflib, warnings, functools, dataclasses, itertools
@@ -190,6 +190,12 @@ class VGG19(Backbone):
         if x.device.type != 'cpu': return DenseOut(f(x))
         return DenseOut(torch.cat([f(xi[None]) for xi in x]))   # on the CPU one image at a time: its maps stay in cache
 
+# %% ../nbs/02_backbones.ipynb #7b522216
+def cpu_has_amx() -> bool:
+    "Whether this CPU has AMX bf16 tile units (PyTorch's CPU feature detection), on which oneDNN's bf16 matrix products run many times faster than float32 ones."
+    try: return bool(torch._C._cpu._get_cpu_capability().get('amx_bf16', False))
+    except (AttributeError, RuntimeError): return False
+
 # %% ../nbs/02_backbones.ipynb #46932d2a
 VIT_FEATURES = ('keys', 'queries', 'values', 'tokens')
 
@@ -203,6 +209,7 @@ class ViT(Backbone):
         self.register_buffer('mean', torch.tensor(cfg.get('mean', IMAGENET_MEAN)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(cfg.get('std', IMAGENET_STD)).view(1, 3, 1, 1), persistent=False)
         self._qkv, self.early_exit, self._exiting = None, early_exit, False
+        self.amx = cpu_has_amx()     # how CPU bf16 autocast runs: with AMX fused attention on the whole batch, else plain attention per image
         last = model.blocks[-1]
         last.attn.qkv.register_forward_hook(self._keep_qkv)
         for m in (last.attn.proj, last.norm2): m.register_forward_pre_hook(self._prefix_only)
@@ -212,11 +219,12 @@ class ViT(Backbone):
         if self._exiting: return (args[0][:, :self.model.num_prefix_tokens],) + args[1:]
     def normalize(self, x): return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
     def dense(self, x) -> DenseOut:
-        if x.device.type == 'cpu' and x.shape[0] > 1:   # on the CPU one image at a time: its outputs never depend on its batch-mates
+        cpu_bf16 = x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')
+        if x.device.type == 'cpu' and x.shape[0] > 1 and not (cpu_bf16 and self.amx):   # on the CPU one image at a time: its outputs never depend on its batch-mates
             outs = [self.dense(xi[None]) for xi in x]
             return DenseOut(*(torch.cat([getattr(o, k) for o in outs]) for k in ('feats', 'cls', 'attn')))
         B, h, w = x.shape[0], x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        unfused = x.device.type == 'cpu' and torch.is_autocast_enabled('cpu')   # timm's plain attention: 2x faster in CPU bf16
+        unfused = cpu_bf16 and not self.amx   # timm's plain attention: 2x faster in CPU bf16 without AMX
         fused = [b.attn.fused_attn for b in self.model.blocks]
         try:
             for b in self.model.blocks: b.attn.fused_attn = b.attn.fused_attn and not unfused

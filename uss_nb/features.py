@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 import uss_nb
 from .core import BadInputError, save, load, save_json, load_json, config_hash, get_device
-from .backbones import Backbone, DenseOut, get_backbone, int8_backbone
+from .backbones import Backbone, DenseOut, get_backbone, int8_backbone, cpu_has_amx
 from .data import InputWarning
 
 # %% ../nbs/03_features.ipynb #e75b1963
@@ -448,5 +448,5 @@ def bench_features(backbone:str='vgg19', n_images:int=8, size:int=320, batch_siz
                 cpu_ratio=cmed['ref'] / cmed['ours'], rel_err=err, cached_ms=per(cached),
                 cached_ratio=med['ref'] / cached, images=n_images, size=size, batch_size=batch_size, reps=reps,
                 device=str(bb.device), compute=compute_dtype(bb.device, amp), threads=threads_used,
-                ref_attn=ref_attn if hasattr(bb, 'model') else None,
+                ref_attn=ref_attn if hasattr(bb, 'model') else None, amx=cpu_has_amx() if bb.device.type == 'cpu' else None,
                 load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)], **extra)
