@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points', 'channel_dropout', 'StegoHead',
-           'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'pool_features',
-           'knn_indices', 'ClusterProbe', 'StegoResult', 'check_features', 'train_stego', 'predict_labels',
-           'plot_history', 'bench_knn']
+           'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'sample_cells',
+           'gather_cells', 'cell_coords', 'draw_cells', 'stego_point_loss', 'pool_features', 'knn_indices',
+           'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_features',
+           'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -58,6 +59,18 @@ class StegoHead(nn.Module):
         "Codes `(B,dim,h,w)` of features `x` `(B,C,h,w)`."
         code = self.linear(self.drop(x, generator))
         return code if self.nonlinear is None else code + self.nonlinear(self.drop(x, generator))
+
+    def drop_points(self, x, generator=None):
+        "Points `x` `(B,P,C)` after channel dropout: one mask per image, drawn as `drop` draws it for `(B,C,h,w)`."
+        return channel_dropout(x.transpose(1, 2)[..., None], self.p, generator, self.training)[..., 0].transpose(1, 2)
+
+    def points(self, x, generator=None):
+        "Codes `(B,P,dim)` of feature points `x` `(B,P,C)`: `forward` on P cells as matrix products, with the same dropout draws."
+        w = lambda conv: conv.weight.view(conv.weight.shape[0], -1)
+        code = F.linear(self.drop_points(x, generator), w(self.linear), self.linear.bias)
+        if self.nonlinear is None: return code
+        c1, act, c2 = self.nonlinear
+        return code + F.linear(act(F.linear(self.drop_points(x, generator), w(c1), c1.bias)), w(c2), c2.bias)
 
 # %% ../nbs/09_stego.ipynb #1616ee6c
 def correspondence_term(f1, f2, c1, c2, shift, pointwise=True, zero_clamp=True, stabilize=False):
@@ -117,6 +130,8 @@ class StegoConfig:
     pos_intra_shift: float = 0.34
     pos_inter_shift: float = 0.04
     neg_inter_shift: float = 0.86
+    shift_quantiles: tuple = None  # (intra, inter, neg): shifts set to these quantiles of the features' own correlations (calibrate_shifts); None: the shifts above
+    step: str = 'points'           # 'points': head on the sampled cells only (stego_point_loss); 'maps': head on whole maps, then grid_sample (official)
     seed: int = 0
 
     @classmethod
@@ -126,11 +141,14 @@ class StegoConfig:
         return cls(**{**STEGO_PRESETS[name], **kw})
 
 # %% ../nbs/09_stego.ipynb #cc8fc363
-def stego_loss(feats, feats_pos, code, code_pos, cfg, generator=None):
-    "STEGO's correspondence loss of a batch and its KNN partners: `(loss, logs)` with the three terms and mean `cd`s."
+def stego_loss(feats, feats_pos, code, code_pos, cfg, generator=None, samples=None):
+    "STEGO's correspondence loss of a batch and its KNN partners as the official code computes it (codes of whole maps, then `grid_sample`): `(loss, logs)` with the three terms and mean `cd`s. `samples`: `(co1, co2, negs)`, `negs` a list of `(perm, coords)`; drawn as the official code draws them when None."
     b, dev = feats.shape[0], feats.device
     if b == 0: return code.sum() * 0.0, {}
-    co1, co2 = (random_coords(b, cfg.feature_samples, generator, dev) for _ in range(2))
+    if samples is None:
+        co1, co2 = (random_coords(b, cfg.feature_samples, generator, dev) for _ in range(2))
+        samples = co1, co2, [(shifted_perm(b, generator, dev), co2) for _ in range(cfg.neg_samples)]
+    co1, co2, negs = samples
     f, c = sample_points(feats, co1), sample_points(code, co1)
     fp, cp = sample_points(feats_pos, co2), sample_points(code_pos, co2)
     kw = dict(pointwise=cfg.pointwise, zero_clamp=cfg.zero_clamp, stabilize=cfg.stabilize)
@@ -138,10 +156,49 @@ def stego_loss(feats, feats_pos, code, code_pos, cfg, generator=None):
     inter, cd_inter = correspondence_term(f, fp, c, cp, cfg.pos_inter_shift, **kw)
     terms = dict(pos_intra=(intra.mean(), cd_intra.mean()), pos_inter=(inter.mean(), cd_inter.mean()))
     loss = cfg.pos_intra_weight * terms['pos_intra'][0] + cfg.pos_inter_weight * terms['pos_inter'][0]
-    if cfg.neg_samples > 0:
-        negs = [correspondence_term(f, sample_points(feats[p], co2), c, sample_points(code[p], co2), cfg.neg_inter_shift, **kw)
-                for p in (shifted_perm(b, generator, dev) for _ in range(cfg.neg_samples))]
+    if negs:
+        negs = [correspondence_term(f, sample_points(feats[p], co), c, sample_points(code[p], co), cfg.neg_inter_shift, **kw) for p, co in negs]
         terms['neg_inter'] = (torch.stack([l.mean() for l, _ in negs]).mean(), torch.stack([d.mean() for _, d in negs]).mean())
+        loss = loss + cfg.neg_inter_weight * terms['neg_inter'][0]
+    logs = {k: v[0].item() for k, v in terms.items()} | {f'cd_{k}': v[1].item() for k, v in terms.items()}
+    return cfg.correspondence_weight * loss, logs
+
+# %% ../nbs/09_stego.ipynb #ed5ca5a4
+def sample_cells(b, h, w, s, generator=None):
+    "Flat indices `(b, s·s)` of grid cells drawn uniformly, with replacement, from `h`×`w` maps."
+    return torch.randint(0, h * w, (b, s * s), generator=generator)
+
+def gather_cells(t, idx):
+    "Vectors `(B,P,C)` of maps `t` `(B,C,h,w)` at flat cell indices `idx` `(B,P)`."
+    return t.flatten(2).transpose(1, 2).gather(1, idx.to(t.device)[..., None].expand(-1, -1, t.shape[1]))
+
+def cell_coords(idx, h, w, s):
+    "The `sample_points` coordinates `(B,s,s,2)` that read cells `idx` `(B,s·s)` exactly, in `idx`'s order once flattened."
+    x, y = (idx % w).float() * 2 / max(w - 1, 1) - 1, (idx // w).float() * 2 / max(h - 1, 1) - 1
+    return torch.stack([x, y], -1).view(len(idx), s, s, 2).transpose(1, 2)
+
+def draw_cells(shape, shape_pos, cfg, generator=None):
+    "A step's random points: cells `(B,s·s)` of the batch and of the partners, and `cfg.neg_samples` negative permutations."
+    b, s = shape[0], cfg.feature_samples
+    i1, i2 = sample_cells(b, *shape[-2:], s, generator), sample_cells(b, *shape_pos[-2:], s, generator)
+    return i1, i2, [shifted_perm(b, generator) for _ in range(cfg.neg_samples)]
+
+def stego_point_loss(f, fp, c, cp, perms, cfg, shifts=None):
+    "STEGO's loss on points: features `(B,P,C)` and codes `(B,P,D)` of the batch and of its partners; image i's negatives are image `perm[i]`'s points. `(loss, logs)`; `shifts` (intra, inter, neg) overrides `cfg`'s."
+    if len(f) == 0: return c.sum() * 0.0, {}
+    si, sp, sn = shifts or (cfg.pos_intra_shift, cfg.pos_inter_shift, cfg.neg_inter_shift)
+    fn, fpn, cn, cpn = (l2_normalize(t, 2) for t in (f, fp, c, cp))
+    def term(a, b, ca, cb, shift):
+        with torch.no_grad():
+            fd = a @ b.transpose(1, 2)
+            if cfg.pointwise: fd = fd - fd.mean(2, keepdim=True) + fd.mean()
+        cd = ca @ cb.transpose(1, 2)
+        return (cd.clamp(0.0 if cfg.zero_clamp else -9999.0, 0.8 if cfg.stabilize else None) * (shift - fd)).mean(), cd.mean()
+    terms = dict(pos_intra=term(fn, fn, cn, cn, si), pos_inter=term(fn, fpn, cn, cpn, sp))
+    loss = cfg.pos_intra_weight * terms['pos_intra'][0] + cfg.pos_inter_weight * terms['pos_inter'][0]
+    if perms:
+        negs = [term(fn, fn[p], cn, cn[p], sn) for p in perms]
+        terms['neg_inter'] = (torch.stack([l for l, _ in negs]).mean(), torch.stack([d for _, d in negs]).mean())
         loss = loss + cfg.neg_inter_weight * terms['neg_inter'][0]
     logs = {k: v[0].item() for k, v in terms.items()} | {f'cd_{k}': v[1].item() for k, v in terms.items()}
     return cfg.correspondence_weight * loss, logs
@@ -175,6 +232,29 @@ def knn_indices(x, k=7, chunk=1024):
             best_v, top = v.topk(min(k, v.shape[1]), dim=1); best_i = i.gather(1, top)
         out.append(best_i)
     return torch.cat(out)
+
+# %% ../nbs/09_stego.ipynb #11857ccd
+def _pointwise(fd):
+    "Each row of correlations `(B,P,Q)` centred, the overall mean added back (the loss's `pointwise`)."
+    return fd - fd.mean(2, keepdim=True) + fd.mean()
+
+def feature_correlations(features, knn, n_images:int=64, samples:int=11, seed:int=0) -> dict:
+    "Pointwise-centred correlations of `samples`² random cells of up to `n_images` images: `{'intra', 'inter', 'neg'}` → 1-d tensors (same image, KNN partner, random other image)."
+    g = torch.Generator().manual_seed(seed); n = len(features)
+    idx = torch.randperm(n, generator=g)[:n_images]
+    part = idx.clone() if knn.shape[1] == 0 else knn[idx, torch.randint(0, knn.shape[1], (len(idx),), generator=g)]
+    f, fp = _take(features, idx), _take(features, part)
+    a = l2_normalize(gather_cells(f, sample_cells(len(idx), *f.shape[-2:], samples, g)), 2)
+    b = l2_normalize(gather_cells(fp, sample_cells(len(idx), *fp.shape[-2:], samples, g)), 2)
+    perm = shifted_perm(len(idx), g)
+    return {k: _pointwise(x @ y.transpose(1, 2)).flatten() for k, (x, y) in dict(intra=(a, a), inter=(a, b), neg=(a, a[perm])).items()}
+
+def calibrate_shifts(features, knn, quantiles, n_images:int=64, seed:int=0) -> tuple:
+    "Shifts `(intra, inter, neg)`: the `quantiles` `(q_intra, q_inter, q_neg)` of `feature_correlations` of each kind."
+    if len(quantiles) != 3 or not all(0 <= q <= 1 for q in quantiles):
+        raise BadInputError('shift_quantiles', f'{quantiles!r}: three quantiles in [0, 1] (intra, inter, neg) expected')
+    fd = feature_correlations(features, knn, n_images, seed=seed)
+    return tuple(float(torch.quantile(fd[k], q)) for k, q in zip(('intra', 'inter', 'neg'), quantiles))
 
 # %% ../nbs/09_stego.ipynb #6178ee72
 class ClusterProbe(nn.Module):
@@ -215,6 +295,21 @@ def _partners(idx, knn, generator):
     if knn.shape[1] == 0: return idx.clone()
     return knn[idx, torch.randint(0, knn.shape[1], (len(idx),), generator=generator)]
 
+def _point_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, device):
+    "One STEGO step with the head on the sampled cells only (`stego_point_loss`); returns its log dict."
+    n = len(features); bs = min(cfg.batch_size, n)
+    g = _step_generator(cfg.seed, step)
+    idx = _batch_indices(n, bs, cfg.seed, step); idx_pos = _partners(idx, knn, g)
+    feats, feats_pos = _take(features, idx).to(device), _take(features, idx_pos).to(device)
+    i1, i2, perms = draw_cells(feats.shape, feats_pos.shape, cfg, g)
+    f, fp = gather_cells(feats, i1), gather_cells(feats_pos, i2)
+    c, cp = head.points(f, g), head.points(fp, g)
+    lf, lfp = (head.drop_points(f, g), head.drop_points(fp, g)) if cfg.dropout_feats else (f, fp)
+    corr, logs = stego_point_loss(lf, lfp, c, cp, [p.to(device) for p in perms], cfg)
+    as_map = lambda t: t.transpose(1, 2)[..., None]                 # (B,P,D) -> (B,D,P,1), a one-column "map" of the points
+    batch = dict(feats=as_map(f), feats_pos=as_map(fp), code_pos=as_map(cp), idx=idx, idx_pos=idx_pos, step=step, generator=g)
+    return _step(corr, logs, as_map(c), as_map(torch.cat([c, cp], 1)), batch, probe, opt, popt, extra_losses)
+
 # %% ../nbs/09_stego.ipynb #8f65b0bf
 @dataclass
 class StegoResult:
@@ -226,6 +321,7 @@ class StegoResult:
     cfg: StegoConfig
     step: int
     extra_modules: list = dataclasses.field(default_factory=list)
+    shifts: tuple = None     # the (intra, inter, neg) shifts the loss used (calibrated when `cfg.shift_quantiles` is set)
 
     def predict(self, features, size=None, batch_size=4, device=None):
         "Label maps of `features`; see `predict_labels`."
@@ -251,7 +347,8 @@ def _restore(ck, path, cfg, head, probe, opt, popt, extra):
     return ck['step'], list(ck['history']), ck['knn']
 
 def _train_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, device):
-    "One STEGO step; returns its log dict."
+    "One STEGO step (`cfg.step`: 'points' or 'maps'); returns its log dict."
+    if cfg.step == 'points': return _point_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, device)
     n = len(features); bs = min(cfg.batch_size, n)
     g = _step_generator(cfg.seed, step)
     idx = _batch_indices(n, bs, cfg.seed, step); idx_pos = _partners(idx, knn, g)
@@ -262,12 +359,16 @@ def _train_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, 
     return _update(lf, lfp, code, batch, probe, opt, popt, cfg, extra_losses)
 
 def _update(lf, lfp, code, batch, probe, opt, popt, cfg, extra_losses):
-    "STEGO's loss plus `extra_losses` and the probe's loss on detached codes, one step of both optimisers; returns the step's log dict."
+    "STEGO's loss (official computation) plus `extra_losses` and the probe's loss on detached codes, one step of both optimisers; returns the step's log dict."
     corr, logs = stego_loss(lf, lfp, code, batch['code_pos'], cfg, batch['generator'])
+    return _step(corr, logs, code, code, batch, probe, opt, popt, extra_losses)
+
+def _step(corr, logs, code, probe_codes, batch, probe, opt, popt, extra_losses):
+    "The correspondence loss `corr` plus `extra_losses` of `code` and the probe's loss on detached `probe_codes`; one step of both optimisers."
     loss = corr
     for fn in extra_losses:
         l, lg = fn(code, batch); loss = loss + l; logs |= {k: float(v) for k, v in lg.items()}
-    cluster, _ = probe(code.detach())
+    cluster, _ = probe(probe_codes.detach())
     opt.zero_grad(); popt.zero_grad()
     (loss + cluster).backward()
     opt.step(); popt.step()
@@ -300,21 +401,36 @@ def _resume(features, cfg, ckpt, extra, device, knn=None):
         step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra)
     return head, probe, opt, popt, step, history, knn
 
+def check_stego_config(cfg, steps=None):
+    "`cfg`, or a `BadInputError` naming the first setting that cannot train (and `steps`, the steps of one call)."
+    if cfg.step not in ('points', 'maps'): raise BadInputError('step', f"{cfg.step!r}; valid: 'points', 'maps'")
+    if cfg.max_steps < 1: raise BadInputError('max_steps', f'{cfg.max_steps}: at least 1 step expected')
+    if steps is not None and steps < 1: raise BadInputError('steps', f'{steps}: at least 1 step expected')
+    if cfg.batch_size < 1 or cfg.feature_samples < 1: raise BadInputError('batch_size' if cfg.batch_size < 1 else 'feature_samples', 'must be at least 1')
+    return cfg
+
+def _calibrated(features, knn, cfg):
+    "`(cfg for the loss, shifts)`: `cfg` with its shifts calibrated from `features` when `cfg.shift_quantiles` is set."
+    if cfg.shift_quantiles is None: return cfg, (cfg.pos_intra_shift, cfg.pos_inter_shift, cfg.neg_inter_shift)
+    shifts = calibrate_shifts(features, knn, cfg.shift_quantiles, seed=cfg.seed)
+    return dataclasses.replace(cfg, **dict(zip(('pos_intra_shift', 'pos_inter_shift', 'neg_inter_shift'), shifts))), shifts
+
 def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(), knn=None,
                 device=None, ckpt_every=500, verbose=False) -> StegoResult:
     "Train a STEGO head and cluster probe on cached `features` `(N,C,h,w)`; resumes from `ckpt` when it exists."
-    cfg = cfg or StegoConfig(); device = get_device(device); extra = list(extra_modules)
+    cfg = check_stego_config(cfg or StegoConfig(), steps); device = get_device(device); extra = list(extra_modules)
     head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn)
     if knn is None: knn = knn_indices(pool_features(features, device=device), cfg.num_neighbors)
     knn = knn.cpu(); end = cfg.max_steps if steps is None else min(cfg.max_steps, step + steps)
+    lcfg, shifts = _calibrated(features, knn, cfg)
     head.train(); probe.train(); t0 = time.time()
     while step < end:
-        history.append(_train_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, device)); step += 1
+        history.append(_train_step(step, features, knn, head, probe, opt, popt, lcfg, extra_losses, device)); step += 1
         if verbose and step % 100 == 0: print(f"step {step}: loss {history[-1]['loss']:.4f} ({time.time() - t0:.1f}s)")
         if ckpt is not None and (step % ckpt_every == 0 or step == end):
             save(_state(step, head, probe, opt, popt, extra, history, knn, cfg), ckpt)
     head.eval(); probe.eval()
-    return StegoResult(head, probe, knn, history, cfg, step, extra)
+    return StegoResult(head, probe, knn, history, cfg, step, extra, shifts)
 
 # %% ../nbs/09_stego.ipynb #2d0c5444
 @torch.no_grad()
