@@ -6,8 +6,8 @@
 __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points', 'channel_dropout', 'StegoHead',
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'sample_cells',
            'gather_cells', 'cell_coords', 'draw_cells', 'stego_point_loss', 'pool_features', 'knn_indices',
-           'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_features',
-           'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
+           'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_checkpoint',
+           'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -332,15 +332,26 @@ class StegoResult:
         return plot_history(self.history, **kw)
 
 # %% ../nbs/09_stego.ipynb #ab492ed2
-def _state(step, head, probe, opt, popt, extra, history, knn, cfg):
+def _state(step, head, probe, opt, popt, extra, history, knn, cfg, meta=None):
     "The checkpoint dict."
     return dict(step=step, cfg=asdict(cfg), cfg_hash=config_hash(cfg), head=head.state_dict(), probe=probe.state_dict(),
                 opt=opt.state_dict(), probe_opt=popt.state_dict(), extra=[m.state_dict() for m in extra],
-                history=history, knn=knn.cpu())
+                history=history, knn=knn.cpu(), meta=meta)
 
-def _restore(ck, path, cfg, head, probe, opt, popt, extra):
+def check_checkpoint(ck, path, cfg, in_dim=None, meta=None):
+    "`ck` if it is a checkpoint of `cfg` on `in_dim`-channel features made with `meta` (backbone and feature settings), else a `BadInputError` naming both sides."
+    if not isinstance(ck, dict) or 'cfg_hash' not in ck: raise BadInputError(path, 'not a checkpoint of a trained head (no configuration inside)')
+    if ck['cfg_hash'] != config_hash(cfg):
+        theirs = ck.get('cfg', {}); diff = {k: (theirs.get(k), v) for k, v in asdict(cfg).items() if theirs.get(k) != v}
+        raise BadInputError(path, f'checkpoint was written under another {type(cfg).__name__}: ' + ', '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items()))
+    if meta is not None and ck.get('meta') is not None and ck['meta'] != meta:
+        diff = {k: (ck['meta'].get(k), meta.get(k)) for k in sorted(set(meta) | set(ck['meta'])) if ck['meta'].get(k) != meta.get(k)}
+        raise BadInputError(path, 'checkpoint was made from other features: ' + ', '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items()))
+    return ck
+
+def _restore(ck, path, cfg, head, probe, opt, popt, extra, meta=None):
     "Load checkpoint `ck` into the modules and optimisers; returns (step, history, knn)."
-    if ck.get('cfg_hash') != config_hash(cfg): raise BadInputError(path, 'checkpoint was written under another StegoConfig')
+    check_checkpoint(ck, path, cfg, meta=meta)
     head.load_state_dict(ck['head']); probe.load_state_dict(ck['probe'])
     opt.load_state_dict(ck['opt']); popt.load_state_dict(ck['probe_opt'])
     for m, sd in zip(extra, ck['extra']): m.load_state_dict(sd)
@@ -391,14 +402,14 @@ def check_features(features):
     if f0.ndim != 3: raise BadInputError('features', f'expected (N,C,h,w), got items of shape {tuple(f0.shape)}')
     return f0.shape[0]
 
-def _resume(features, cfg, ckpt, extra, device, knn=None):
+def _resume(features, cfg, ckpt, extra, device, knn=None, meta=None):
     "Head, probe and optimisers for `features` `(N,C,h,w)`, restored from `ckpt` when it exists: (head, probe, opt, popt, step, history, knn)."
     in_dim = check_features(features)
     for m in extra: m.to(device)
     head, probe, opt, popt = _build(in_dim, cfg, extra, device)
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
-        step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra)
+        step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra, meta)
     return head, probe, opt, popt, step, history, knn
 
 def check_stego_config(cfg, steps=None):
@@ -416,10 +427,11 @@ def _calibrated(features, knn, cfg):
     return dataclasses.replace(cfg, **dict(zip(('pos_intra_shift', 'pos_inter_shift', 'neg_inter_shift'), shifts))), shifts
 
 def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(), knn=None,
-                device=None, ckpt_every=500, verbose=False) -> StegoResult:
-    "Train a STEGO head and cluster probe on cached `features` `(N,C,h,w)`; resumes from `ckpt` when it exists."
+                device=None, ckpt_every=500, verbose=False, meta=None) -> StegoResult:
+    "Train a STEGO head and cluster probe on cached `features` `(N,C,h,w)`; resumes from `ckpt` when it exists (refused when made under another config or, with `meta`, other features)."
     cfg = check_stego_config(cfg or StegoConfig(), steps); device = get_device(device); extra = list(extra_modules)
-    head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn)
+    meta = None if meta is None else {**meta, 'in_dim': check_features(features)}
+    head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn, meta)
     if knn is None: knn = knn_indices(pool_features(features, device=device), cfg.num_neighbors)
     knn = knn.cpu(); end = cfg.max_steps if steps is None else min(cfg.max_steps, step + steps)
     lcfg, shifts = _calibrated(features, knn, cfg)
@@ -428,7 +440,7 @@ def train_stego(features, cfg=None, ckpt=None, steps=None, extra_losses=(), extr
         history.append(_train_step(step, features, knn, head, probe, opt, popt, lcfg, extra_losses, device)); step += 1
         if verbose and step % 100 == 0: print(f"step {step}: loss {history[-1]['loss']:.4f} ({time.time() - t0:.1f}s)")
         if ckpt is not None and (step % ckpt_every == 0 or step == end):
-            save(_state(step, head, probe, opt, popt, extra, history, knn, cfg), ckpt)
+            save(_state(step, head, probe, opt, popt, extra, history, knn, cfg, meta), ckpt)
     head.eval(); probe.eval()
     return StegoResult(head, probe, knn, history, cfg, step, extra, shifts)
 
