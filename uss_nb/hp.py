@@ -165,13 +165,20 @@ def _with_omh(omh, cfg, extra_losses, extra_modules):
         hook, hier = omh_hook(omh, cfg.dim, cfg.n_classes, cfg.seed); extra_losses.append(hook); extra.append(hier)
     return extra_losses, extra
 
-def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None):
-    "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser."
+def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None, meta=None):
+    "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser (and `meta`, the features' description, checked on resuming)."
     h = config_hash(hash_of if hash_of is not None else cfg)
+    if cfg.max_steps < 1: raise BadInputError('max_steps', f'{cfg.max_steps}: at least 1 step expected')
+    if steps is not None and steps < 1: raise BadInputError('steps', f'{steps}: at least 1 step expected')
+    meta = None if meta is None else {**meta, 'in_dim': check_features(features)}
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         ck = load(ckpt, map_location=next(iter(modules.values())).parameters().__next__().device)
-        if ck.get('cfg_hash') != h: raise BadInputError(ckpt, f'checkpoint was written under another {type(cfg).__name__}')
+        if not isinstance(ck, dict) or 'cfg_hash' not in ck: raise BadInputError(ckpt, 'not a checkpoint of a trained head (no configuration inside)')
+        if ck['cfg_hash'] != h: raise BadInputError(ckpt, f'checkpoint was written under another {type(cfg).__name__}')
+        if meta is not None and ck.get('meta') is not None and ck['meta'] != meta:
+            raise BadInputError(ckpt, 'checkpoint was made from other features: ' + ', '.join(
+                f'{k}={ck["meta"].get(k)!r} there, {meta.get(k)!r} here' for k in sorted(set(meta) | set(ck['meta'])) if ck['meta'].get(k) != meta.get(k)))
         for k, m in modules.items(): m.load_state_dict(ck['modules'][k])
         for k, o in optims.items(): o.load_state_dict(ck['optims'][k])
         step, history = ck['step'], list(ck['history'])
@@ -180,7 +187,7 @@ def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None
         history.append(step_fn(step)); step += 1
         if verbose and step % 50 == 0: print(f"step {step}: loss {history[-1]['loss']:.4f} ({time.time() - t0:.1f}s)", flush=True)
         if ckpt is not None and (step % ckpt_every == 0 or step == end):
-            save(dict(step=step, cfg=asdict(cfg), cfg_hash=h, history=history,
+            save(dict(step=step, cfg=asdict(cfg), cfg_hash=h, history=history, meta=meta,
                       modules={k: m.state_dict() for k, m in modules.items()}, optims={k: o.state_dict() for k, o in optims.items()}), ckpt)
     return step, history
 
@@ -239,7 +246,7 @@ def _hp_step(step, features, head, ema, proj, probe, pools, opts, cfg, extra_los
     return dict(step=step, loss=loss.item(), hp=con.item(), consistency=cons.item(), cluster=cluster.item(), lmbd=lmbd) | logs
 
 def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(),
-             device=None, ckpt_every=500, verbose=False) -> StegoResult:
+             device=None, ckpt_every=500, verbose=False, meta=None) -> StegoResult:
     "Train an HP head and cluster probe on cached `features` `(N,C,h,w)`, with OMH's loss when `omh` is given; resumes from `ckpt`."
     cfg = cfg or HPConfig(); device = get_device(device); in_dim = check_features(features)
     extra_losses, extra = _with_omh(omh, cfg, extra_losses, extra_modules)
@@ -260,6 +267,6 @@ def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=N
     head.train(); probe.train()
     step_fn = lambda s: _hp_step(s, features, head, ema, proj, probe, pools, (opt, popt, copt), cfg, extra_losses, device)
     step, history = fit(features, cfg, modules, dict(head=opt, proj=popt, probe=copt), step_fn, ckpt, steps, ckpt_every, verbose,
-                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)))
+                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta)
     head.eval(); probe.eval()
     return StegoResult(head, probe, torch.zeros(len(features), 0, dtype=torch.long), history, cfg, step, [ema, proj, *extra])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device
 from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
-                          _step_generator, check_features)
+                          _step_generator, check_features, calibrate_shifts)
 from .omh import OMHConfig
 from .hp import fit, _with_omh
 
@@ -39,6 +39,7 @@ class SmooSegConfig:
     pointwise: bool = True         # centre each feature correlation row (as STEGO)
     pos_intra_shift: float = -0.02
     neg_inter_shift: float = 0.5
+    shift_quantiles: tuple = None  # (intra, inter, neg) quantiles of the features' own correlations (uss_nb.stego.calibrate_shifts); SmooSeg uses intra and neg; None: the shifts above
     seed: int = 0
 
     @classmethod
@@ -118,9 +119,13 @@ def _smoo_step(step, features, head, protos, opts, cfg, extra_losses, device):
     return dict(step=step, loss=loss.item()) | logs
 
 def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=None, steps=None, extra_losses=(), extra_modules=(),
-                  device=None, ckpt_every=500, verbose=False) -> StegoResult:
+                  device=None, ckpt_every=500, verbose=False, meta=None) -> StegoResult:
     "Train a SmooSeg projection and prototypes on cached `features` `(N,C,h,w)`, with OMH's loss when `omh` is given; resumes from `ckpt`."
     cfg = cfg or SmooSegConfig(); device = get_device(device); in_dim = check_features(features)
+    lcfg = cfg
+    if cfg.shift_quantiles is not None:       # SmooSeg's two shifts calibrated from the features (no KNN partners in SmooSeg)
+        si, _, sn = calibrate_shifts(features, torch.zeros(len(features), 0, dtype=torch.long), cfg.shift_quantiles, seed=cfg.seed)
+        lcfg = dataclasses.replace(cfg, pos_intra_shift=si, neg_inter_shift=sn)
     extra_losses, extra = _with_omh(omh, cfg, extra_losses, extra_modules)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -131,8 +136,8 @@ def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=Non
     popt = torch.optim.Adam(protos.parameters(), lr=cfg.proto_lr)
     modules = dict(head=head, protos=protos) | {f'extra{i}': m for i, m in enumerate(extra)}
     head.train(); protos.train()
-    step_fn = lambda s: _smoo_step(s, features, head, protos, (opt, popt), cfg, extra_losses, device)
+    step_fn = lambda s: _smoo_step(s, features, head, protos, (opt, popt), lcfg, extra_losses, device)
     step, history = fit(features, cfg, modules, dict(head=opt, protos=popt), step_fn, ckpt, steps, ckpt_every, verbose,
-                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)))
+                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta)
     head.eval(); protos.eval()
     return StegoResult(head, protos, torch.zeros(len(features), 0, dtype=torch.long), history, cfg, step, extra)
