@@ -640,7 +640,7 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
 # %% ../nbs/12_pipelines.ipynb #2c560113
 BENCHES = {'read': ('uss_nb.data', 'bench_read'), 'features': ('uss_nb.features', 'bench_features'),
            'sinkhorn': ('uss_nb.ot', 'bench_sinkhorn'), 'kmeans': ('uss_nb.kmeans', 'bench_kmeans'),
-           'eigen': ('uss_nb.spectral', 'bench_eigen'), 'knn': ('uss_nb.stego', 'bench_knn'),
+           'eigen': ('uss_nb.spectral', 'bench_eigen'), 'knn': ('uss_nb.stego', 'bench_knn'), 'stego': ('uss_nb.stego', 'bench_stego'),
            'modularity': ('uss_nb.acg', 'bench_modularity'), 'abc': ('uss_nb.attention_clustering', 'bench_abc'),
            'omh': ('uss_nb.omh', 'bench_omh'), 'dist': ('uss_nb.distributed', 'bench_dist')}
 

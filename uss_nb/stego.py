@@ -7,7 +7,8 @@ __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'sample_cells',
            'gather_cells', 'cell_coords', 'draw_cells', 'stego_point_loss', 'pool_features', 'knn_indices',
            'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_checkpoint',
-           'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn']
+           'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn',
+           'bench_stego']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -295,14 +296,19 @@ def _partners(idx, knn, generator):
     if knn.shape[1] == 0: return idx.clone()
     return knn[idx, torch.randint(0, knn.shape[1], (len(idx),), generator=generator)]
 
+def _take_cells(features, idx, cells):
+    "Vectors `(B,P,C)` of items `idx` of `features` (a tensor or a sequence of `(C,h,w)`) at flat `cells` `(B,P)`, without copying whole maps."
+    if torch.is_tensor(features): return features.flatten(2)[idx[:, None], :, cells].float()
+    return torch.stack([torch.as_tensor(features[i]).flatten(1)[:, c].T for i, c in zip(idx.tolist(), cells)]).float()
+
 def _point_step(step, features, knn, head, probe, opt, popt, cfg, extra_losses, device):
     "One STEGO step with the head on the sampled cells only (`stego_point_loss`); returns its log dict."
     n = len(features); bs = min(cfg.batch_size, n)
     g = _step_generator(cfg.seed, step)
     idx = _batch_indices(n, bs, cfg.seed, step); idx_pos = _partners(idx, knn, g)
-    feats, feats_pos = _take(features, idx).to(device), _take(features, idx_pos).to(device)
-    i1, i2, perms = draw_cells(feats.shape, feats_pos.shape, cfg, g)
-    f, fp = gather_cells(feats, i1), gather_cells(feats_pos, i2)
+    shape = (len(idx), *torch.as_tensor(features[0]).shape)
+    i1, i2, perms = draw_cells(shape, shape, cfg, g)
+    f, fp = _take_cells(features, idx, i1).to(device), _take_cells(features, idx_pos, i2).to(device)
     c, cp = head.points(f, g), head.points(fp, g)
     lf, lfp = (head.drop_points(f, g), head.drop_points(fp, g)) if cfg.dropout_feats else (f, fp)
     corr, logs = stego_point_loss(lf, lfp, c, cp, [p.to(device) for p in perms], cfg)
@@ -477,3 +483,42 @@ def bench_knn(n=4000, d=512, k=7, chunk=1024, seed=0) -> dict:
     ours_ms, ref_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
     return dict(name='stego_knn', n=n, d=d, k=k, ours_ms=ours_ms, ref_ms=ref_ms, ratio=ref_ms / ours_ms,
                 agree=float((ours.numpy() == ref[:, :k]).mean()))
+
+# %% ../nbs/09_stego.ipynb #c158bb98
+def _loss_gap(feats, cfg, seed=0):
+    "|point loss − official loss| at the same cells, masks and negatives, for one batch of `feats` paired with itself rolled."
+    hd = StegoHead(feats.shape[1], cfg.dim, cfg.dropout, cfg.nonlinear)
+    fm, fpm = feats[:cfg.batch_size], feats.roll(1, 0)[:cfg.batch_size]
+    h, w = fm.shape[-2:]; s = cfg.feature_samples
+    i1, i2, perms = draw_cells(fm.shape, fpm.shape, cfg, torch.Generator().manual_seed(seed))
+    g1, g2 = torch.Generator().manual_seed(seed + 1), torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        ref, _ = stego_loss(hd.drop(fm, g1), hd.drop(fpm, g1), hd(fm, g1), hd(fpm, g1), cfg,
+                            samples=(cell_coords(i1, h, w, s), cell_coords(i2, h, w, s), [(p, cell_coords(i1[p], h, w, s)) for p in perms]))
+        f, fp = gather_cells(fm, i1), gather_cells(fpm, i2)
+        out, _ = stego_point_loss(hd.drop_points(f, g2), hd.drop_points(fp, g2), hd.points(f, g2), hd.points(fp, g2), perms, cfg)
+    return abs(out.item() - ref.item())
+
+def bench_stego(n:int=64, c:int=512, h:int=22, w:int=30, batch_size:int=16, steps:int=5, repeats:int=3, threads:int=None,
+                tol:float=1e-4, seed:int=0) -> dict:
+    "Steps per second of `train_stego` (head on the sampled cells) against the official whole-map step, same batches and threads; raises when their losses differ by more than `tol`."
+    from threadpoolctl import threadpool_limits
+    threads = threads or torch.get_num_threads(); old = torch.get_num_threads(); torch.set_num_threads(threads)
+    feats = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+    cfgs = {k: StegoConfig(n_classes=11, batch_size=batch_size, max_steps=steps + 1, seed=seed, step=k) for k in ('points', 'maps')}
+    knn, times = knn_indices(pool_features(feats), 7), {k: [] for k in cfgs}
+    try:
+        with threadpool_limits(threads):
+            gap = _loss_gap(feats, cfgs['maps'], seed)
+            for k, cfg in cfgs.items(): train_stego(feats, dataclasses.replace(cfg, max_steps=1), knn=knn, device='cpu')   # warm-up
+            for _ in range(repeats):
+                for k, cfg in cfgs.items():
+                    t0 = time.perf_counter(); train_stego(feats, dataclasses.replace(cfg, max_steps=steps), knn=knn, device='cpu')
+                    times[k].append((time.perf_counter() - t0) / steps)
+    finally: torch.set_num_threads(old)
+    ours, ref = float(np.median(times['points'])), float(np.median(times['maps']))
+    out = dict(name='stego', ratio=ref / ours, ours_steps_per_s=1 / ours, ref_steps_per_s=1 / ref, threads=threads, shape=[n, c, h, w],
+               batch_size=batch_size, repeats=repeats, loss_gap=gap, tol=tol, ok=gap <= tol,
+               reference="STEGO's official step: the head on every cell of the batch's and partners' maps, then grid_sample at the sampled points (float32, same batches, same threads)")
+    if not out['ok']: raise AssertionError(f'bench_stego: the point step and the official step give losses {gap:.2e} apart (> {tol})')
+    return out
