@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['OMH_ABLATIONS', 'OMHConfig', 'level_sizes', 'cos_relu', 'centre_cost', 'Hierarchy', 'joint_activation',
-           'matching_term', 'check_omh', 'omh_loss', 'OMHLoss', 'train_omh', 'bench_omh', 'hierarchy_orders',
-           'cluster_maps', 'head_codes', 'HierarchyExplorer']
+           'matching_term', 'level_cluster_term', 'transported_activation', 'match_term', 'check_omh', 'omh_loss',
+           'OMHLoss', 'train_omh', 'bench_omh', 'hierarchy_orders', 'cluster_maps', 'head_codes', 'HierarchyExplorer']
 
 # %% ../nbs/10_omh.ipynb #48572963
 import math, time, dataclasses
@@ -28,9 +28,11 @@ class OMHConfig:
     sinkhorn_iters: int = 1000  # maximum Sinkhorn iterations (tolerance 1e-6)
     weight: float = 1.0         # weight of the matching loss next to STEGO's losses
     n_points: int = None        # pixels of the batch sampled for the loss; None: all
-    sparsity: bool = True       # winner-take-all (max) pooling; False: plan-weighted agreement of normalised activations
-    structure: bool = True      # couple the levels through the transport plan; False: an all-ones coupling
+    sparsity: bool = True       # 'paper': the per-level clustering terms; 'max_joint': winner-take-all pooling (False: plan-weighted agreement)
+    structure: bool = True      # 'paper': the transported-activation matching; 'max_joint': the plan couples the levels (False: all-ones coupling)
     init_scale: float = 0.1     # standard deviation of the centres' initialisation
+    variant: str = 'paper'      # 'paper': per-level clustering terms + transported-activation matching (§3.2-3.3); 'max_joint': −mean max_i max_j a_i M_ij a_j
+    lr: float = 5e-3            # Adam learning rate of the hierarchy's centres (§4.3: the cluster probe's)
 
     @classmethod
     def ablation(cls, name:str, **kw):
@@ -86,6 +88,19 @@ def matching_term(a_coarse, a_fine, plan=None, sparsity=True):
     n1, n2 = (a / a.sum(1, keepdim=True).clamp_min(1e-8) for a in (a_coarse, a_fine))
     return -joint_activation(n1, n2, plan).sum((1, 2)).mean()
 
+# %% ../nbs/10_omh.ipynb #aa77f218
+def level_cluster_term(x, centres):
+    "Eq. 3 without stop-gradient: −mean over points `x` `(N,D)` of the best cosine to `centres` `(K,D)` (STEGO's cluster loss with hard assignments)."
+    return -(l2_normalize(x) @ l2_normalize(centres).T).amax(1).mean()
+
+def transported_activation(a_low, a_high, plan):
+    "Eq. 10: the joint activation a_i·M_ij·a_j max-pooled over the lower-level index i: `(N, K_high)`."
+    return joint_activation(a_low, a_high, plan).amax(1)
+
+def match_term(transported, a_high, eps:float=1e-8):
+    "Eq. 11 (our reading): mean over points of Σ_j |t_j − a_j| / Σ_j a_j, the transport distance under the 0–1 cost between the `transported` activations and the higher level's own `a_high` `(N,K)`, per unit of the latter's mass."
+    return ((transported - a_high).abs().sum(1) / a_high.sum(1).clamp_min(eps)).mean()
+
 # %% ../nbs/10_omh.ipynb #235d24b5
 def _points(codes, n=None, generator=None):
     "Rows `(N,D)` of codes `(B,D,h,w)`: every pixel, or `n` of them drawn without replacement."
@@ -95,14 +110,28 @@ def _points(codes, n=None, generator=None):
 
 def check_omh(cfg:OMHConfig, n_levels=None):
     "`cfg`, or a `BadInputError` when its switches leave a constant loss (no sparsity and no structure to couple)."
+    if cfg.variant not in ('paper', 'max_joint'): raise BadInputError('variant', f"{cfg.variant!r}; valid: 'paper', 'max_joint'")
     if not (cfg.sparsity or (cfg.structure and (n_levels or cfg.n_levels) > 1)):
         raise BadInputError('OMHConfig', 'without sparsity and without structure the matching loss is constant; train plain STEGO')
     return cfg
 
+def _paper_loss(x, acts, hier, cfg):
+    "The loss of `variant='paper'`: mean per-level clustering term (sparsity) + mean transported-activation matching (structure)."
+    loss, logs = x.sum() * 0.0, {}
+    if cfg.sparsity:
+        cl = torch.stack([level_cluster_term(x, c) for c in hier.centres]).mean(); loss = loss + cl; logs['omh_cluster'] = cl.item()
+    if cfg.structure and len(acts) > 1:
+        m = torch.stack([match_term(transported_activation(a, b, p), b) for a, b, p in zip(acts[:-1], acts[1:], hier.plans(cfg.eps, cfg.sinkhorn_iters))]).mean()
+        loss = loss + m; logs['omh_match'] = m.item()
+    return loss, logs
+
 def omh_loss(codes, hier:Hierarchy, cfg:OMHConfig, generator=None):
-    "OMH's weighted matching loss of codes `(B,D,h,w)`: `(loss, logs)`."
+    "OMH's weighted loss of codes `(B,D,h,w)` (`cfg.variant`: 'paper' or 'max_joint'): `(loss, logs)`."
     check_omh(cfg, len(hier.sizes))
-    acts = hier.activations(_points(codes, cfg.n_points, generator))
+    x = _points(codes, cfg.n_points, generator); acts = hier.activations(x)
+    if cfg.variant == 'paper':
+        loss, logs = _paper_loss(x, acts, hier, cfg)
+        return cfg.weight * loss, {'omh': loss.item()} | logs | {f'act{l}': a.amax(1).mean().item() for l, a in enumerate(acts)}
     if len(acts) == 1: loss = -acts[0].amax(1).mean() if cfg.sparsity else None
     else:
         plans = hier.plans(cfg.eps, cfg.sinkhorn_iters) if cfg.structure else [None] * (len(acts) - 1)

@@ -9,8 +9,8 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'FIT_ON', 'HEAD_ASSIGN', 'TRAINED',
            'check_kmeans_options', 'parse_scales', 'check_power', 'power_normalize', 'PoweredFeatures', 'head_meta',
            'pipeline_maps', 'refine_crf', 'crf_refit', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure',
            'segment_images', 'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline',
-           'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args',
-           'bench_main']
+           'head_curve', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options',
+           'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from fastcore.script import call_parse, Param
-from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json, save, load
+from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json, save, load, config_hash
 
 # %% ../nbs/12_pipelines.ipynb #e6b8ef78
 def palette(n:int=256, seed:int=0) -> np.ndarray:
@@ -636,6 +636,47 @@ def train_pipeline(data, cfg:EvalConfig, progress:bool=True):
     from uss_nb.acg import ACGConfig, train_acg, center_features
     return train_acg([center_features(_grid_feats(feats, n)) for n in feats.names], ACGConfig(epochs=cfg.acg_epochs, seed=cfg.seed),
                      ckpt=cfg.ckpt, verbose=progress)
+
+# %% ../nbs/12_pipelines.ipynb #0bc18155
+def _score_labels(ds, labels_iter, feats, cfg, k) -> tuple:
+    "(mIoU, pixel accuracy) of grid labels `(i, (1,h,w))` of `feats`' images against `ds`'s targets, upsampled, no refinement."
+    from uss_nb.metrics import Confusion
+    conf, pos = Confusion(ds.n_classes, k), _positions(ds)
+    for i, lab in labels_iter:
+        target = ds[pos[feats.names[i]]][1]
+        conf.update(upsample_labels(lab, target.shape[-2:], k)[0], target)
+    s = conf.score(); return s.miou, s.acc
+
+def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=False) -> list:
+    "Train `cfg`'s head `every` steps at a time up to `cfg.stego_steps` (resumable from `cfg.ckpt`, by default a checkpoint in the cache keyed by the config), scoring it on split `data` after each chunk; one JSON line per point appended to `results`."
+    import os
+    from uss_nb.data import get_dataset
+    from uss_nb.experiments import read_results
+    check_pipeline(cfg.pipeline)
+    if cfg.pipeline.partition('+')[0] not in HEADS: raise BadInputError('pipeline', f'{cfg.pipeline!r} has no trained head; valid: {", ".join(HEADS)} (+omh)')
+    if every < 1: raise BadInputError('every', f'{every}: at least 1 step expected')
+    ds = photometric_view(get_dataset(data) if isinstance(data, str) else data, cfg.photometric); k = cfg.n_clusters or ds.n_classes
+    key = _json.dumps([str(data), asdict(cfg), every], sort_keys=True, default=str)
+    cfg = dataclasses.replace(cfg, ckpt=cfg.ckpt or str(cache_dir().parent/'curves'/f'{config_hash(key)}.pt'))
+    rows = read_results(results) if results else []
+    done = {r['step'] for r in rows if r.get('key') == key}
+    feats = _features(ds, cfg, progress); train = _head_train_features(ds, feats, cfg, progress)
+    out, step = [r for r in rows if r.get('key') == key], 0
+    while step < cfg.stego_steps:
+        t0 = time.perf_counter(); res = _train_head(train, cfg, k, steps=every); step = res.step
+        if step in done: continue
+        row = dict(key=key, data=str(data), train_data=cfg.train_data or str(data), pipeline=cfg.pipeline, seed=cfg.seed, step=step, every=every,
+                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(cfg), train_seconds=time.perf_counter() - t0)
+        for a in HEAD_ASSIGN:
+            c = dataclasses.replace(cfg, head_assign=a)
+            row[f'miou_{a}'], row[f'acc_{a}'] = _score_labels(ds, _head_labels(res, train, feats, c, k), feats, c, k)
+        row |= dict(seconds=time.perf_counter() - t0, time=time.strftime('%Y-%m-%dT%H:%M:%S'), load=os.getloadavg()[0])
+        out.append(row)
+        if results:
+            rows.append(row)
+            with atomic_write(results, 'w') as f: f.write(''.join(_json.dumps(r, default=str) + '\n' for r in rows))
+        if progress: print(f"{cfg.pipeline} step {step}: mIoU k-means {row['miou_kmeans']:.1f}, probe {row['miou_probe']:.1f}, loss {row['loss']:.4f}", flush=True)
+    return out
 
 # %% ../nbs/12_pipelines.ipynb #2c560113
 BENCHES = {'read': ('uss_nb.data', 'bench_read'), 'features': ('uss_nb.features', 'bench_features'),
