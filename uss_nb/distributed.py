@@ -205,7 +205,8 @@ def train_stego_dist(features, cfg:StegoConfig=None, ckpt=None, steps=None, extr
                      device=None, ckpt_every=500, verbose=False) -> StegoResult:
     "`train_stego` with each global batch split over the ranks of the process group (any number, 1 included); every rank returns the result."
     rank, world = rank_world()
-    cfg = cfg or StegoConfig(); device = get_device(device); extra = list(extra_modules)
+    cfg = cfg or StegoConfig(step='maps'); device = get_device(device); extra = list(extra_modules)
+    if cfg.step != 'maps': raise BadInputError('step', f"{cfg.step!r}: the distributed trainer splits STEGO's official whole-map step over the ranks; use StegoConfig(step='maps')")
     head, probe, opt, popt, step, history, knn = _resume(features, cfg, ckpt, extra, device, knn)
     if knn is None: knn = _broadcast(knn_indices(pool_features(features, device=device), cfg.num_neighbors).cpu() if rank == 0 else None)
     knn = knn.cpu(); end = cfg.max_steps if steps is None else min(cfg.max_steps, step + steps)
@@ -224,9 +225,9 @@ def train_stego_dist(features, cfg:StegoConfig=None, ckpt=None, steps=None, extr
 def train_omh_dist(features, cfg:StegoConfig=None, omh=None, extra_losses=(), extra_modules=(), **kw) -> StegoResult:
     "`train_omh` (STEGO + OMH's matching loss) with each global batch split over the ranks; see `train_stego_dist`."
     from uss_nb.omh import OMHConfig, OMHLoss, Hierarchy, level_sizes
-    cfg, omh = cfg or StegoConfig(), omh or OMHConfig()
+    cfg, omh = cfg or StegoConfig(step='maps'), omh or OMHConfig()
     sizes = level_sizes(omh.n_clusters or cfg.n_classes, omh.n_levels, omh.expansion)
-    hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17))
+    hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17)); hier.lr = omh.lr
     return train_stego_dist(features, cfg, extra_losses=[*extra_losses, OMHLoss(hier, omh)], extra_modules=[*extra_modules, hier], **kw)
 
 # %% ../nbs/14_distributed.ipynb #1bc19b06
@@ -234,7 +235,7 @@ def _toy_features(n:int=16, c:int=32, h:int=6, w:int=6, seed:int=0):
     "Random features `(n,c,h,w)` for the training tests."
     return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
 
-_TOY = dict(n_classes=3, dim=8, batch_size=8, feature_samples=5, neg_samples=2, max_steps=40)
+_TOY = dict(n_classes=3, dim=8, batch_size=8, feature_samples=5, neg_samples=2, max_steps=40, step='maps')
 _TOY_OMH = dict(n_points=64, eps=0.1, sinkhorn_iters=100)   # a cheap Sinkhorn for the tests
 
 def _train_job(omh:bool=False, steps:int=20, ckpt=None, **kw):
@@ -374,7 +375,7 @@ def dist_train(ckpt:Param('checkpoint to write (resumed when it exists)', str),
     rank, world, device = init_distributed(); ds = get_dataset(data); ec = EvalConfig()
     fs = extract_sharded(get_backbone(backbone, device=device), ds, cache or cache_dir(), device=device, progress=False)
     feats = _common_crop([_grid_feats(fs, n) for n in fs.names])
-    cfg = StegoConfig(n_classes=n_clusters or ds.n_classes, max_steps=steps or ec.stego_steps, seed=seed)
+    cfg = StegoConfig(n_classes=n_clusters or ds.n_classes, max_steps=steps or ec.stego_steps, seed=seed, step='maps')
     kw = dict(ckpt=ckpt, device=device, verbose=not quiet)
     res = (train_omh_dist(feats, cfg, OMHConfig(weight=ec.omh_weight, n_points=2048), **kw) if pipeline == 'stego+omh'
            else train_stego_dist(feats, cfg, **kw))
@@ -403,7 +404,7 @@ def _bench_job(what, steps, n_images, size):
     "(wall, CPU) seconds of `steps` STEGO steps (after 2 warm-up steps), or of extracting `n_images` CamVid val images (after one per rank), on this rank."
     torch.manual_seed(0)
     if what == 'stego':
-        feats = _toy_features(64, 512, 28, 28); cfg = StegoConfig(n_classes=11, batch_size=16, max_steps=steps)
+        feats = _toy_features(64, 512, 28, 28); cfg = StegoConfig(n_classes=11, batch_size=16, max_steps=steps, step='maps')
         knn = knn_indices(pool_features(feats), cfg.num_neighbors)
         train_stego_dist(feats, cfg, steps=2, knn=knn, device='cpu'); barrier()
         t0, c0 = time.perf_counter(), time.process_time(); train_stego_dist(feats, cfg, knn=knn, device='cpu')

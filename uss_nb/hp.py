@@ -13,7 +13,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device, save, load, config_hash
-from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, _take, _batch_indices, _step_generator
+from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, _take, _batch_indices, _step_generator, param_groups
 from .omh import OMHConfig, OMHLoss, Hierarchy, level_sizes
 
 # %% ../nbs/15_hp.ipynb #86e25e61
@@ -155,7 +155,7 @@ def hp_loss(z, z_mix, f, s, groups, pool_ag, pool_sp, lmbd, cfg:HPConfig, genera
 def omh_hook(omh:OMHConfig, dim:int, n_classes:int, seed:int):
     "OMH's `(OMHLoss hook, Hierarchy)` on a `dim`-d code space, built exactly as `train_omh` builds them."
     sizes = level_sizes(omh.n_clusters or n_classes, omh.n_levels, omh.expansion)
-    hier = Hierarchy(dim, sizes, omh.init_scale, torch.Generator().manual_seed(seed * 7919 + 17))
+    hier = Hierarchy(dim, sizes, omh.init_scale, torch.Generator().manual_seed(seed * 7919 + 17)); hier.lr = omh.lr
     return OMHLoss(hier, omh), hier
 
 def _with_omh(omh, cfg, extra_losses, extra_modules):
@@ -261,7 +261,7 @@ def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=N
     ag = pool_points(features, cfg.pool_size, g0).to(device)
     pools = HPPools(ag, ema_codes(ema, pool_points(features, cfg.pool_size, g0).to(device))).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    popt = torch.optim.Adam(list(proj.parameters()) + [p for m in extra for p in m.parameters()], lr=cfg.proj_lr)
+    popt = torch.optim.Adam(param_groups(proj.parameters(), extra), lr=cfg.proj_lr)
     copt = torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr)
     modules = dict(head=head, ema=ema, proj=proj, probe=probe, pools=pools) | {f'extra{i}': m for i, m in enumerate(extra)}
     head.train(); probe.train()

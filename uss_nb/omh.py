@@ -148,7 +148,7 @@ def train_omh(features, cfg:StegoConfig=None, omh:OMHConfig=None, extra_losses=(
     "Train a STEGO head and probe with OMH's matching loss on cached `features` `(N,C,h,w)`; see `train_stego` for `kw`."
     cfg, omh = cfg or StegoConfig(), omh or OMHConfig()
     sizes = level_sizes(omh.n_clusters or cfg.n_classes, omh.n_levels, omh.expansion)
-    hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17))
+    hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17)); hier.lr = omh.lr
     return train_stego(features, cfg, extra_losses=[*extra_losses, OMHLoss(hier, omh)], extra_modules=[*extra_modules, hier], **kw)
 
 # %% ../nbs/10_omh.ipynb #b8a20282

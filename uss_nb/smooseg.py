@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device
 from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
-                          _step_generator, check_features, calibrate_shifts)
+                          _step_generator, check_features, calibrate_shifts, param_groups)
 from .omh import OMHConfig
 from .hp import fit, _with_omh
 
@@ -132,7 +132,7 @@ def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=Non
         head = smooseg_head(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)
     protos = Prototypes(cfg.dim, cfg.n_classes + cfg.extra_clusters, torch.Generator().manual_seed(cfg.seed)).to(device)
     for m in extra: m.to(device)
-    opt = torch.optim.Adam(list(head.parameters()) + [p for m in extra for p in m.parameters()], lr=cfg.lr)
+    opt = torch.optim.Adam(param_groups(head.parameters(), extra), lr=cfg.lr)
     popt = torch.optim.Adam(protos.parameters(), lr=cfg.proto_lr)
     modules = dict(head=head, protos=protos) | {f'extra{i}': m for i, m in enumerate(extra)}
     head.train(); protos.train()

@@ -7,8 +7,8 @@ __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'sample_cells',
            'gather_cells', 'cell_coords', 'draw_cells', 'stego_point_loss', 'pool_features', 'knn_indices',
            'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_checkpoint',
-           'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history', 'bench_knn',
-           'bench_stego']
+           'param_groups', 'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history',
+           'bench_knn', 'bench_stego']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -398,8 +398,15 @@ def _build(in_dim, cfg, extra_modules, device):
         torch.manual_seed(cfg.seed)
         head = StegoHead(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)
     probe = ClusterProbe(cfg.dim, cfg.n_classes + cfg.extra_clusters, torch.Generator().manual_seed(cfg.seed)).to(device)
-    params = list(head.parameters()) + [p for m in extra_modules for p in m.parameters()]
-    return head, probe, torch.optim.Adam(params, lr=cfg.lr), torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr)
+    return head, probe, torch.optim.Adam(param_groups(head.parameters(), extra_modules), lr=cfg.lr), torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr)
+
+def param_groups(params, extra_modules) -> list:
+    "Optimiser parameter groups: `params`, then each extra module's parameters, at the module's own `lr` attribute when it has one (OMH's hierarchy: 5e-3)."
+    groups = [{'params': list(params)}]
+    for m in extra_modules:
+        ps = list(m.parameters())
+        if ps: groups.append({'params': ps} | ({'lr': m.lr} if getattr(m, 'lr', None) is not None else {}))
+    return groups
 
 def check_features(features):
     "The channel count of `features` `(N,C,h,w)` (a tensor or a sequence of `(C,h,w)`), or a `BadInputError`."
