@@ -9,8 +9,8 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'FIT_ON', 'HEAD_ASSIGN', 'TRAINED',
            'check_kmeans_options', 'parse_scales', 'check_power', 'power_normalize', 'PoweredFeatures', 'head_meta',
            'pipeline_maps', 'refine_crf', 'crf_refit', 'evaluate_pipeline', 'subset', 'DemoConfig', 'eigen_figure',
            'segment_images', 'cluster_figure', 'run_demo', 'image_dataset', 'segment_paths', 'train_pipeline',
-           'head_curve', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main', 'bench_options',
-           'bench_args', 'bench_main']
+           'append_result', 'head_curve', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train', 'main',
+           'bench_options', 'bench_args', 'bench_main']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
@@ -86,7 +86,7 @@ class EvalConfig:
     stego_steps: int = 1000     # STEGO / HP / SmooSeg: training steps
     train_data: str = None      # STEGO / HP / SmooSeg: the split the head is trained on (the papers' protocol, e.g. camvid/train); None: the evaluated split (transductive)
     head_assign: str = 'kmeans' # STEGO / HP / SmooSeg: final labels by cosine k-means of the head's codes ('kmeans') or by the trained probe / prototypes ('probe')
-    shift_quantiles: tuple = (0.75, 0.75, 0.75)  # STEGO / SmooSeg: shifts calibrated to these quantiles of the features' own correlations (None: the presets' shifts)
+    shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
     omh_weight: float = 0.01    # OMH: weight of the matching loss (1.0 collapsed the codes on camvid/val; 0.01 chosen there)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
@@ -647,6 +647,16 @@ def _score_labels(ds, labels_iter, feats, cfg, k) -> tuple:
         conf.update(upsample_labels(lab, target.shape[-2:], k)[0], target)
     s = conf.score(); return s.miou, s.acc
 
+def append_result(path, row:dict):
+    "Add `row` as one JSON line to the results file `path`: under an exclusive lock (concurrent runs may share a file), read, append, atomic durable rewrite."
+    import fcntl
+    from uss_nb.experiments import read_results
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f'.{path.name}.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = read_results(path) + [row]
+        with atomic_write(path, 'w') as f: f.write(''.join(_json.dumps(r, default=str) + '\n' for r in rows))
+
 def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=False) -> list:
     "Train `cfg`'s head `every` steps at a time up to `cfg.stego_steps` (resumable from `cfg.ckpt`, by default a checkpoint in the cache keyed by the config), scoring it on split `data` after each chunk; one JSON line per point appended to `results`."
     import os
@@ -672,9 +682,7 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
             row[f'miou_{a}'], row[f'acc_{a}'] = _score_labels(ds, _head_labels(res, train, feats, c, k), feats, c, k)
         row |= dict(seconds=time.perf_counter() - t0, time=time.strftime('%Y-%m-%dT%H:%M:%S'), load=os.getloadavg()[0])
         out.append(row)
-        if results:
-            rows.append(row)
-            with atomic_write(results, 'w') as f: f.write(''.join(_json.dumps(r, default=str) + '\n' for r in rows))
+        if results: append_result(results, row)
         if progress: print(f"{cfg.pipeline} step {step}: mIoU k-means {row['miou_kmeans']:.1f}, probe {row['miou_probe']:.1f}, loss {row['loss']:.4f}", flush=True)
     return out
 
