@@ -7,11 +7,11 @@ __all__ = ['SEGMENTERS', 'SEGMENT_FEATURES', 'read_results', 'run_grid', 'summar
            'make_clusterer', 'prepare_features', 'paint', 'bank_targets', 'score_clusters', 'run_variants']
 
 # %% ../nbs/13_experiments.ipynb #fa709d9f
-import json, time, dataclasses
+import json, time, os, dataclasses
 from pathlib import Path
 import numpy as np
 from .core import BadInputError, atomic_write
-from .pipelines import EvalConfig, evaluate_pipeline
+from .pipelines import EvalConfig, evaluate_pipeline, append_result
 
 # %% ../nbs/13_experiments.ipynb #d257b52a
 def _data_name(data) -> str:
@@ -39,7 +39,7 @@ def read_results(path) -> list:
     return rows
 
 def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progress:bool=False) -> list:
-    "Run each `{label: EvalConfig}` on split `data` for every seed; results appended to `results`; finished runs skipped."
+    "Run each `{label: EvalConfig}` on split `data` for every seed; one JSON line per run (config, seed, split, metrics, time, machine load) appended to `results`; finished runs skipped."
     rows = read_results(results)
     done = set().union(*(_row_keys(r) for r in rows))
     for label, cfg in configs.items():
@@ -48,9 +48,10 @@ def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progr
             key = _key(data, c)
             if key in done: continue
             r = evaluate_pipeline(data, c, progress=progress)
-            rows.append(dict(key=key, label=label, data=_data_name(data), seed=seed, miou=r['miou'], acc=r['acc'],
-                             seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=json.loads(json.dumps(dataclasses.asdict(c)))))   # as read back (tuples are lists)
-            with atomic_write(results, 'w') as f: f.write(''.join(json.dumps(x) + '\n' for x in rows))
+            row = dict(key=key, label=label, data=_data_name(data), seed=seed, miou=r['miou'], acc=r['acc'],
+                       seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=json.loads(json.dumps(dataclasses.asdict(c))),   # as read back (tuples are lists)
+                       time=time.strftime('%Y-%m-%dT%H:%M:%S'), load=os.getloadavg()[0])
+            rows.append(row); append_result(results, row)        # locked append: grids in several processes may share a file
     return rows
 
 def _secs(s): return f'{s:.1f}' if s < 10 else f'{s:.0f}'
