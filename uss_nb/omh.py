@@ -231,6 +231,11 @@ class HierarchyExplorer:
             self.plan_data = (P[self.orders[l]][:, self.orders[l + 1]] if s else P).numpy()
             ax.imshow(self.plan_data, cmap='viridis', aspect='auto', interpolation='nearest', vmin=0)
             ax.set_xlabel(f'level {l + 1} cluster'); ax.set_ylabel(f'level {l} cluster')
+            from matplotlib.ticker import MaxNLocator
+            for axis in (ax.xaxis, ax.yaxis): axis.set_major_locator(MaxNLocator(integer=True))      # cluster ids are integers
+            if s:                                                                                        # label sorted positions by the clusters' own ids
+                ax.set_xticks(range(len(self.orders[l + 1]))[::max(1, len(self.orders[l + 1]) // 12)]); ax.set_xticklabels(self.orders[l + 1].tolist()[::max(1, len(self.orders[l + 1]) // 12)])
+                ax.set_yticks(range(len(self.orders[l]))[::max(1, len(self.orders[l]) // 12)]); ax.set_yticklabels(self.orders[l].tolist()[::max(1, len(self.orders[l]) // 12)])
             ax.set_title(f'M = K·T, levels {l} → {l + 1}' + (' (sorted)' if s else ''))
         else: self.plan_data = None; ax.set_axis_off(); ax.set_title('one level: no plan')
         self.plan_fig.tight_layout()
