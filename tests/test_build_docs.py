@@ -1,5 +1,5 @@
 "The pieces of the offline docs build (tools/build_docs.py) that need no browser: widget views, show_doc cells, offline CSS, links."
-import json, sys
+import json, re, sys
 from pathlib import Path
 import pytest
 
@@ -47,6 +47,25 @@ def test_stylesheets_lose_their_web_font_imports(tmp_path):
     B._offline_css(tmp_path)
     assert (tmp_path/'t.css').read_text() == ':root{--a:1}b{c:d}'
 
+def test_a_font_import_with_semicolons_goes_whole(tmp_path):
+    "Bootswatch's import of Google Fonts has `;` inside its URL: all of it goes, and the rules after it stay intact."
+    css = ('/*! Bootswatch */@import url(https://fonts.googleapis.com/css2?family=Source+Sans+Pro:wght@300;400;700&display=swap);'
+           ':root,[data-bs-theme=light]{--bs-body-color:#373a3c}@import url("//x.org/a;b.css") screen;p{c:d}')
+    (tmp_path/'t.css').write_text(css)
+    B._offline_css(tmp_path)
+    assert (tmp_path/'t.css').read_text() == '/*! Bootswatch */:root,[data-bs-theme=light]{--bs-body-color:#373a3c}p{c:d}'
+
+def test_the_built_themes_start_with_their_rules(tmp_path):
+    "Every Bootswatch theme smalldocs ships keeps its `:root` block after the offline CSS pass (no stray URL tail)."
+    import smalldocs
+    for f in (Path(smalldocs.__file__).parent/'assets'/'vendor'/'bootswatch').glob('*.min.css'):
+        (tmp_path/f.name).write_text(f.read_text())
+    B._offline_css(tmp_path)
+    for f in tmp_path.glob('*.min.css'):
+        t = f.read_text()
+        assert '@import' not in t and 'display=swap' not in t, f.name
+        assert re.search(r'\*/:root', t), f'{f.name}: {t[t.find("*/", 300) - 40:][:120]!r}'
+
 def test_links_into_the_site_point_at_the_pages(tmp_path):
     proc, out = tmp_path/'proc', tmp_path/'out'; proc.mkdir(); out.mkdir()
     nb = {'cells': [{'cell_type': 'raw', 'source': ['---\n', 'output-file: spectral.html\n', 'title: spectral\n', '---\n']}]}
@@ -54,3 +73,9 @@ def test_links_into_the_site_point_at_the_pages(tmp_path):
     (out/'a.html').write_text('<a href="https://h.io/p/spectral.html#eigs">x</a> <a href="https://h.io/p/other.html">y</a>')
     B._localise_links(proc, out, 'https://h.io/p/')
     assert (out/'a.html').read_text() == '<a href="04_spectral.html#eigs">x</a> <a href="https://h.io/p/other.html">y</a>'
+
+def test_test_only_cells_are_recognised():
+    assert X.is_test_cell('test_eq(f(1), 2)\nassert g()\nfor i in range(3): test_close(h(i), 0)')
+    assert X.is_test_cell('with warnings.catch_warnings():\n    test_fail(lambda: f(-1), contains="bad")')
+    assert not X.is_test_cell('x = f(1)\ntest_eq(x, 2)') and not X.is_test_cell('f(1)') and not X.is_test_cell('test_eq(')
+    assert not X.is_test_cell('') and not X.is_test_cell('show_doc(f)')

@@ -27,6 +27,14 @@ def test_demo_writes_overlays(tmp_path):
         assert (out/i['labels']).exists() and i['clusters']
     assert (out/'clusters.png').stat().st_size > 1000
     assert (out/'summary.md').exists() and (out/'summary.html').exists()
+    from PIL import Image
+    import torch
+    for i in summary['images']:
+        assert Image.open(out/i['labels']).mode == 'P'                          # palette PNG: a viewer shows the clusters
+        ov = Image.open(out/i['overlay']); assert ov.size[1] > i['size'][0]     # the legend strip under the photo
+    page = (out/'summary.html').read_text()
+    assert '`' not in page and '<style>' in page and f'torch {torch.__version__}' in page
+    assert ('CUDA not available' in page) == (not torch.cuda.is_available())
 
 def test_demo_refuses_unwritable_output(tmp_path):
     f = tmp_path/'file'; f.write_text('x')
@@ -47,3 +55,109 @@ def test_demo_refuses_unknown_fit_on(tmp_path):
     r = run('uss', 'demo', '--out', tmp_path/'out', '--limit', 1, '--fit_on', 'segmnets')
     assert r.returncode == 2 and 'valid names' in r.stderr and 'pixels, dsm' in r.stderr
     assert not (tmp_path/'out'/'summary.json').exists()
+
+# ---- your own labelled data, saved results, original resolution, --device, --version, --help
+
+def camvid_or_skip():
+    from uss_nb.data import data_root
+    root = data_root()/'camvid'
+    if not (root/'val'/'images').is_dir(): pytest.skip(f'CamVid is not under {data_root()} ($USS_DATA)')
+    return root
+
+def labelled_folder(dst, n=3):
+    "A folder of `n` CamVid validation photos in the layout `uss eval --data DIR` reads: images/, labels/, classes.txt."
+    import shutil
+    cv = camvid_or_skip()
+    for sub in ('images', 'labels'): (dst/sub).mkdir(parents=True)
+    for p in sorted((cv/'val'/'images').iterdir())[:n]:
+        shutil.copy(p, dst/'images'/p.name); shutil.copy(cv/'val'/'labels'/f'{p.stem}.png', dst/'labels')
+    shutil.copy(cv/'classes.txt', dst)
+    return dst
+
+def env(tmp_path): import os; return {**os.environ, 'USS_CACHE': str(tmp_path/'cache')}
+
+def test_eval_own_labelled_folder_saves_results(tmp_path):
+    "`uss eval --data DIR --out OUT`: scores on DIR's labels; label maps at the labels' resolution, metrics.json, figures."
+    from PIL import Image
+    mine = labelled_folder(tmp_path/'mine')
+    r = run('uss', 'eval', '--data', mine, '--pipeline', 'kmeans', '--out', tmp_path/'res', '--quiet', '--json', '--device', 'cpu', env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    m = json.loads((tmp_path/'res'/'metrics.json').read_text())
+    assert m['miou'] == line['miou'] and 0 < m['miou'] <= 100 and m['config']['pipeline'] == 'kmeans'
+    assert len(m['mapping']) == 11 and len(m['per_class']) == 11 and m['class_names'][0] == 'Sky'
+    assert len(m['confusion']) == 11 and sum(map(sum, m['confusion'])) == sum(c['n_pixels'] for c in m['per_class'])
+    for p in (mine/'images').iterdir():
+        lab = Image.open(tmp_path/'res'/'labels'/f'{p.stem}.png')
+        assert lab.mode == 'P' and lab.size == Image.open(p).size == (480, 360)
+    for f in ('confusion.png', 'per_class_iou.png'): assert Image.open(tmp_path/'res'/f).size[0] > 300
+    r = run('uss', 'eval', '--data', mine/'images', '--pipeline', 'kmeans', '--quiet', '--json', env=env(tmp_path))   # the images/ folder itself
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])['miou'] == line['miou'], r.stderr
+
+def test_eval_more_than_255_clusters_writes_16_bit_labels(tmp_path):
+    from PIL import Image
+    mine = labelled_folder(tmp_path/'mine', n=2)
+    r = run('uss', 'eval', '--data', mine, '--pipeline', 'kmeans', '--n_clusters', 300, '--n_init', 1, '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lab = Image.open(next((tmp_path/'res'/'labels').iterdir()))
+    assert lab.mode.startswith('I') and lab.size == (480, 360)
+    import numpy as np
+    assert np.asarray(lab).max() > 255
+
+@pytest.mark.parametrize('layout', ['no labels', 'no classes', 'missing label', 'bad id'])
+def test_eval_refuses_bad_labelled_data_before_extracting(tmp_path, layout):
+    "Each problem of a labelled folder is reported in seconds, before any feature is extracted (no cache written)."
+    import time
+    from PIL import Image
+    import numpy as np
+    mine = labelled_folder(tmp_path/'mine')
+    first = sorted((mine/'labels').iterdir())[0]
+    data, want = mine, None
+    if layout == 'no labels':
+        import shutil; shutil.rmtree(mine/'labels'); data, want = mine/'images', 'has no labels to score against'
+    if layout == 'no classes': (mine/'classes.txt').unlink(); want = 'classes.txt'
+    if layout == 'missing label': first.unlink(); want = 'no such file'
+    if layout == 'bad id': Image.fromarray(np.full((360, 480), 40, np.uint8)).save(first); want = first.name
+    t = time.time()
+    r = run('uss', 'eval', '--data', data, '--pipeline', 'kmeans', '--quiet', env=env(tmp_path))
+    assert r.returncode == 2 and want in r.stderr, r.stderr
+    assert not (tmp_path/'cache').exists() and time.time() - t < 30
+
+def test_segment_returns_original_resolution(tmp_path):
+    "Features at 160 pixels, outputs at the photo's 480x360; the label map is a palette PNG."
+    from PIL import Image
+    cv = camvid_or_skip()
+    photo = sorted((cv/'val'/'images').iterdir())[0]
+    r = run('uss', 'segment', photo, '--out', tmp_path/'seg', '--size', 160, '--n_clusters', 3, '--quiet', '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    lab = Image.open(tmp_path/'seg'/f'{photo.stem}_labels.png')
+    assert lab.size == (480, 360) and lab.mode == 'P'
+    ov = Image.open(tmp_path/'seg'/f'{photo.stem}_overlay.png')
+    assert ov.size[0] == 480 and ov.size[1] > 360            # the legend below the photo
+
+def test_uss_help_describes_each_subcommand():
+    r = run('uss', '--help')
+    lines = r.stdout.splitlines()
+    for cmd in ('demo', 'eval', 'segment', 'train'):
+        line = next(l for l in lines if l.strip().startswith(cmd + ' '))
+        assert len(line.split(None, 1)[1]) > 20, line
+    assert '--device' in r.stdout and '--version' in r.stdout
+
+def test_uss_version_reports_the_torch_build():
+    import torch, uss_nb
+    r = run('uss', '--version')
+    assert r.returncode == 0 and uss_nb.__version__ in r.stdout and torch.__version__ in r.stdout
+    assert ('CUDA not available' in r.stdout) == (not torch.cuda.is_available())
+
+@pytest.mark.parametrize('cmd', ['demo', 'eval', 'segment', 'train'])
+def test_every_subcommand_takes_device(cmd):
+    r = run('uss', cmd, '--help')
+    assert r.returncode == 0 and '--device DEVICE' in r.stdout
+    r = run('uss', cmd, *(['x.png'] if cmd in ('segment', 'train') else []), '--device', 'tpu9')
+    assert r.returncode == 2 and "unknown device 'tpu9'" in r.stderr
+
+def test_bench_takes_flag_value_and_key_value():
+    for args in (['--n', '3', '--repeats', '1'], ['n=3', 'repeats=1'], ['--n=3', 'repeats=1']):
+        r = run('uss-bench', 'read', *args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert json.loads(r.stdout.strip().splitlines()[-1])['ours_ms'] > 0

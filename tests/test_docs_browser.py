@@ -14,7 +14,7 @@ from browser import make_driver, chromium_or_skip, full_screenshot
 ROOT = Path(__file__).resolve().parent.parent
 NBS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 # pages whose notebooks draw no figure at all (checked below against the notebooks' outputs, both ways)
-FIGURELESS = {'00_core', '02_backbones', '06_kmeans', '11_metrics', '13_experiments', '14_distributed', '15_hp', '16_smooseg'}
+FIGURELESS = {'00_core', '02_backbones', '06_kmeans', '13_experiments', '14_distributed', '15_hp', '16_smooseg'}
 SITE_TITLE = 'uss_nb'
 
 @pytest.fixture(scope='session')
@@ -120,6 +120,7 @@ def test_page_in_chromium(site, driver, shots, stem):
     assert got['title'] == want and exp['title'] in got['h1']
     # API entries: a heading for every public function and class of the module
     missing = [n for n in exp['api'] if n not in got['heads']]
+    assert not [h for h in got['heads'] if h.startswith('_')], f'{stem}: private names on the page: {got["heads"]}'
     assert not missing, f'{stem}: no API entry for {missing}'
     if exp['module']: assert exp['api'], f'{stem}: module {exp["module"]} has no public function or class?'
     # figures: every figure output rendered; pages without any are the known ones
@@ -135,3 +136,84 @@ def test_page_in_chromium(site, driver, shots, stem):
     assert all(u.startswith(('file:', 'data:', 'blob:')) for u in got['res']), [u for u in got['res'] if not u.startswith('file:')]
     errors = [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
     assert not errors, errors
+
+# ---- readability: the theme's fonts and colours really apply (a broken theme stylesheet leaves Times and pale code)
+
+READ_PAGES = ['00_core', '06_kmeans']
+
+@pytest.fixture(scope='session')
+def small_site(tmp_path_factory):
+    "A site of a few pages (`READ_PAGES`), rendered into a temporary folder (the notebooks executed only where `_proc/` is stale)."
+    chromium_or_skip()
+    out = tmp_path_factory.mktemp('small_site')/'_docs'
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), *READ_PAGES, '--out', str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f'docs build failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}'
+    return out
+
+STYLE_JS = """
+function rgba(s) { const m = s.match(/[\\d.]+/g).map(Number); return m.length == 3 ? [...m, 1] : m; }
+function over(top, below) { const a = top[3]; return [0, 1, 2].map(i => top[i] * a + below[i] * (1 - a)).concat([1]); }
+function background(e) {   // the colour behind `e`: its ancestors' backgrounds composited over the white page
+  const layers = [];
+  for (; e; e = e.parentElement) { const c = rgba(getComputedStyle(e).backgroundColor); if (c[3] > 0) layers.push(c); if (c[3] == 1) break; }
+  return layers.reverse().reduce((b, c) => over(c, b), [255, 255, 255, 1]);
+}
+const out = {};
+for (const [what, sel] of Object.entries(arguments[0])) {
+  out[what] = [...document.querySelectorAll(sel)].filter(e => e.textContent.trim() && e.getClientRects().length).slice(0, 40).map(e => {
+    const cs = getComputedStyle(e), bg = background(e);
+    return {fg: over(rgba(cs.color), bg), bg, family: cs.fontFamily, text: e.textContent.trim().slice(0, 30)};
+  });
+}
+out.code_sources = [...document.querySelectorAll('div.cell > div.sourceCode pre code')].map(e => e.textContent);
+return out;
+"""
+READ_WHAT = {'body text': 'main p', 'headings': 'main h1, main h2, main h3', 'inline code': 'main p code',
+             'code blocks': 'div.sourceCode pre code', 'syntax colours': 'div.sourceCode pre code span',
+             'signatures': '.cell-output pre', 'navbar': '.navbar .navbar-title, .navbar .nav-link'}
+SERIF, MONO = re.compile(r'serif|times|georgia|cambria', re.I), re.compile(r'mono|courier|consolas|menlo', re.I)
+
+def _lum(c):
+    "Relative luminance of an sRGB colour (WCAG 2)."
+    v = [x / 255 for x in c[:3]]
+    v = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in v]
+    return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]
+
+def contrast(fg, bg):
+    "WCAG contrast ratio of two colours, from 1 to 21."
+    a, b = sorted((_lum(fg), _lum(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+def test_contrast_ratio():
+    assert round(contrast((0, 0, 0), (255, 255, 255)), 1) == 21.0 and contrast((9, 9, 9), (9, 9, 9)) == 1
+    assert contrast((225, 228, 232), (255, 255, 255)) < 1.3   # the pale grey code of a lost theme
+
+def _used_font(d, selector):
+    "The font Chromium really draws the first `selector` element's text with (DevTools' platform fonts)."
+    d.execute_cdp_cmd('DOM.enable', {}); d.execute_cdp_cmd('CSS.enable', {})
+    root = d.execute_cdp_cmd('DOM.getDocument', {'depth': 0})['root']['nodeId']
+    node = d.execute_cdp_cmd('DOM.querySelector', {'nodeId': root, 'selector': selector})['nodeId']
+    fonts = d.execute_cdp_cmd('CSS.getPlatformFontsForNode', {'nodeId': node})['fonts']
+    return max(fonts, key=lambda f: f['glyphCount'])['familyName']
+
+@pytest.mark.parametrize('stem', READ_PAGES)
+def test_page_is_readable(small_site, driver, stem):
+    "Body text in a sans-serif font, code in a monospace one, and every text colour at least 4.5:1 against what is behind it."
+    driver.get((small_site/f'{stem}.html').as_uri())
+    got = driver.execute_script(STYLE_JS, READ_WHAT)
+    for what in READ_WHAT: assert got[what], f'{stem}: no {what} found'
+    assert 'sans-serif' in got['body text'][0]['family'] and not SERIF.search(got['body text'][0]['family'].split(',')[0])
+    assert MONO.search(got['code blocks'][0]['family']), got['code blocks'][0]
+    body, code = _used_font(driver, 'main p'), _used_font(driver, 'div.sourceCode pre code')
+    assert not SERIF.search(body.replace('Sans', '')), f'{stem}: body text drawn in {body}'
+    assert MONO.search(code), f'{stem}: code drawn in {code}'
+    low = [(what, e['text'], round(contrast(e['fg'], e['bg']), 2)) for what in READ_WHAT for e in got[what] if contrast(e['fg'], e['bg']) < 4.5]
+    assert not low, f'{stem}: text below 4.5:1 contrast: {low[:8]}'
+    # the page shows the module's public API only, and no cell made only of checks
+    heads = driver.execute_script("return [...document.querySelectorAll('h2,h3,h4')].map(h => h.textContent.trim())")
+    assert not [h for h in heads if h.startswith('_')], heads
+    sys.path.insert(0, str(ROOT/'tools'))
+    from docs_exec import is_test_cell
+    tests = [s for s in got['code_sources'] if is_test_cell(s)]
+    assert not tests, f'{stem}: test-only cells shown: {tests[:3]}'

@@ -104,9 +104,12 @@ def _localise_links(proc, out, base):
         new = pat.sub(lambda m: pages.get(m.group(1), m.group(0)), t)
         if new != t: p.write_text(new)
 
+# an `@import` of a remote stylesheet, whole: `url(...)` to its closing parenthesis (Google Fonts' URLs hold `;`), or a quoted URL
+CSS_IMPORT = re.compile(r'@import\s+(?:url\(\s*(["\']?)(?:https?:)?//[^)"\']*\1\s*\)|(["\'])(?:https?:)?//[^"\']*\2)[^;]*;')
+
 def _offline_css(out):
     "Drop the stylesheets' `@import` of web fonts (the Bootswatch themes import Google Fonts): the system fonts stand in."
-    imp = re.compile(r'@import\s+(?:url\()?["\']?https?://[^;]*;')
+    imp = CSS_IMPORT
     for p in out.rglob('*.css'):
         t = p.read_text()
         if imp.search(t): p.write_text(imp.sub('', t))

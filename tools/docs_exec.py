@@ -10,7 +10,8 @@ notebook's folder, stopping at the first error as `nbdev_test` does. For a stati
 - each ipywidgets output gets a static HTML view: its controls, disabled, with their current values, beside the
   figure the widget drew (outside a kernel an `Output` widget's displays go to the cell); the widgets' state is
   also saved in the notebook's metadata, as nbdev does;
-- a cell made only of `show_doc` calls documents every name (Jupyter would display only the last one).
+- a cell made only of `show_doc` calls documents every name (Jupyter would display only the last one);
+- a cell made only of checks (`assert`, `test_eq`, `test_close`, ...) that shows nothing is run but left off the page.
 """
 import ast, html, os, re, sys
 from pathlib import Path
@@ -93,6 +94,24 @@ def _display_each(src):
     body = ast.parse(src).body
     return 'from IPython.display import display as _display\n' + '\n'.join(f'_display({ast.get_source_segment(src, s.value)})' for s in body)
 
+TEST_CALL = re.compile(r'test(_\w+)?$')
+
+def _test_only(stmts):
+    "Are `stmts` only checks: `assert`, calls of `test_*` functions (fastcore's `test_eq`, ...), and loops or `with` blocks of them?"
+    def check(s):
+        if isinstance(s, ast.Assert): return True
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call):
+            f = s.value.func
+            return bool(TEST_CALL.match(getattr(f, 'id', None) or getattr(f, 'attr', '')))
+        if isinstance(s, (ast.For, ast.With)): return _test_only(s.body) and not getattr(s, 'orelse', None)
+        return False
+    return bool(stmts) and all(map(check, stmts))
+
+def is_test_cell(src) -> bool:
+    "Is the code `src` made only of checks (see `_test_only`)? Such a cell tests the module and is left off its page."
+    try: return _test_only(ast.parse(src).body)
+    except SyntaxError: return False
+
 def drop_blank_streams(cell):
     "Remove stream outputs that are only terminal control codes (an `Output` widget's `clear_output` outside a kernel)."
     outs = cell.get('outputs', [])
@@ -120,6 +139,7 @@ def make_exec_all(skip_flags):
                 raise RuntimeError(f'error in {self.nb.path_} cell {cell.idx_}:\n{cell.source}\n\n{self.k.prettytb(fname=self.nb.path_)}') from None
             drop_blank_streams(cell)
             add_static_views(cell)
+            if is_test_cell(src) and not cell.get('outputs'): del cell['source']   # a test-only cell: run, not shown
         def end(self):
             from ipywidgets import Widget
             mimetype = 'application/vnd.jupyter.widget-state+json'

@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'VOC_CLASSES', 'COCOSTUFF27_CLASSES', 'COCOSTUFF27_LUT', 'CITYSCAPES27_CLASSES', 'CITYSCAPES27_LUT',
-           'POTSDAM3_CLASSES', 'POTSDAM3_LUT', 'SKIMAGE_SAMPLES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PHOTOMETRIC',
-           'data_root', 'InputWarning', 'image_size', 'read_image', 'read_label', 'resize_to', 'resize_short',
-           'resize_to_multiple', 'WorkingRes', 'SegDataset', 'SplitFolder', 'CamVid', 'MSRCv2', 'VOC2012',
-           'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder', 'skimage_samples', 'dataset_names',
-           'concat_datasets', 'get_dataset', 'size_batches', 'collate', 'check_photometric', 'standardize_colors',
-           'Photometric', 'summarize', 'bench_read']
+           'POTSDAM3_CLASSES', 'POTSDAM3_LUT', 'LABELLED_LAYOUT', 'SKIMAGE_SAMPLES', 'IMAGENET_MEAN', 'IMAGENET_STD',
+           'PHOTOMETRIC', 'data_root', 'InputWarning', 'image_size', 'read_image', 'read_label', 'resize_to',
+           'resize_short', 'resize_to_multiple', 'WorkingRes', 'SegDataset', 'SplitFolder', 'CamVid', 'MSRCv2',
+           'VOC2012', 'CocoStuff27', 'Cityscapes27', 'Potsdam3', 'ImageFolder', 'is_labelled_folder', 'labelled_folder',
+           'check_labelled', 'skimage_samples', 'dataset_names', 'concat_datasets', 'get_dataset', 'size_batches',
+           'collate', 'check_photometric', 'standardize_colors', 'Photometric', 'summarize', 'bench_read']
 
 # %% ../nbs/01_data.ipynb #e5fce81a
 import os, difflib, warnings, collections, threading
@@ -505,6 +505,37 @@ class ImageFolder(SegDataset):
         names = [p.relative_to(path).with_suffix('').as_posix() for p in imgs]
         super().__init__(imgs, None, names, (), tfm, str(path), **kw)
 
+# %% ../nbs/01_data.ipynb #e15b57d1
+def is_labelled_folder(path) -> bool:
+    "Does `path` (or its parent, when `path` is an `images/` folder) hold `images/` and `labels/`?"
+    p = Path(path).expanduser()
+    if p.name == 'images' and (p.parent/'labels').is_dir(): p = p.parent
+    return (p/'images').is_dir() and (p/'labels').is_dir()
+
+def labelled_folder(path, tfm=None, **kw) -> SegDataset:
+    "The labelled photos in `path`: `images/`, `labels/` and `classes.txt` (in `path` or in its parent, for `DIR/SPLIT`)."
+    p = Path(path).expanduser()
+    if p.name == 'images' and (p.parent/'labels').is_dir(): p = p.parent
+    if not is_labelled_folder(p):
+        raise BadInputError(path, 'not a labelled folder: expected images/ and labels/ in it, and classes.txt in it or one level up')
+    if (p/'classes.txt').is_file(): ds = SplitFolder(p, '', tfm, **kw)
+    elif (p.parent/'classes.txt').is_file(): ds = SplitFolder(p.parent, p.name, tfm, **kw)
+    else: raise BadInputError(p/'classes.txt', f'missing (nor in {p.parent}); one class name a line is needed')
+    ds.desc = str(path)
+    return ds
+
+LABELLED_LAYOUT = 'a labelled folder holds images/, labels/ (NAME.png per image: class ids, 255 = ignore) and classes.txt (one class name a line)'
+
+def check_labelled(ds, read:bool=False):
+    "`ds` if it can be scored (classes, a label for every image; with `read`, each label read and checked), else a `BadInputError`."
+    what = getattr(ds, 'desc', '') or type(ds).__name__
+    if not ds.n_classes or not ds.labelled: raise BadInputError(what, f'has no labels to score against; {LABELLED_LAYOUT}')
+    miss = [p for p, l in zip(ds.image_paths, ds.label_paths) if l is None]
+    if miss: raise BadInputError(miss[0], f'has no label ({len(miss)} of the {len(ds)} images have none)')
+    if read:
+        for p, l in zip(ds.image_paths, ds.label_paths): read_label(l, ds.n_classes, image_size(p, ds.exif), ds.lut)
+    return ds
+
 # %% ../nbs/01_data.ipynb #f89eabb0
 SKIMAGE_SAMPLES = {'astronaut': 'astronaut.png', 'camera': 'camera.png', 'chelsea': 'chelsea.png', 'coffee': 'coffee.png',
     'coins': 'coins.png', 'hubble_deep_field': 'hubble_deep_field.jpg', 'immunohistochemistry': 'ihc.png', 'moon': 'moon.png',
@@ -535,7 +566,7 @@ def concat_datasets(dss) -> SegDataset:
     return out
 
 def get_dataset(name:str, root=None, **kw) -> SegDataset:
-    "The dataset `name` ('camvid/val', 'camvid/train+val+test', 'samples', ... see `dataset_names()`), or an `ImageFolder` for a folder."
+    "The dataset `name` ('camvid/val', 'camvid/train+val+test', 'samples', ... see `dataset_names()`), a labelled folder (`labelled_folder`), or an `ImageFolder` for any other folder."
     if name == 'samples': return skimage_samples(**kw)
     if name in dataset_names():
         key, split = name.split('/', 1)
@@ -543,6 +574,7 @@ def get_dataset(name:str, root=None, **kw) -> SegDataset:
     key, _, split = name.partition('/')
     if '+' in split and all(f'{key}/{s}' in dataset_names() for s in split.split('+')):
         return concat_datasets([get_dataset(f'{key}/{s}', root, **kw) for s in split.split('+')])
+    if is_labelled_folder(name): return labelled_folder(name, **kw)
     if Path(name).expanduser().is_dir(): return ImageFolder(Path(name).expanduser(), **kw)
     close = difflib.get_close_matches(name, dataset_names(), n=3)
     raise BadInputError(name, f'unknown dataset{" (did you mean " + " or ".join(close) + "?)" if close else ""}; valid names: {", ".join(dataset_names())}, or a folder of images')
