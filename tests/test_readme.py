@@ -42,8 +42,8 @@ def _parses(words):
     return command_parser(words[1]).parse_args(words[2:])
 
 def _slow(words):
-    "Commands that train a head (minutes) or need the checkpoint one trains: parsed, not run."
-    return words[:2] == ['uss', 'train'] or '--ckpt' in words
+    "Commands that train a head (minutes: `uss train`, `--train_data`) or need the checkpoint one trains: parsed, not run."
+    return words[:2] == ['uss', 'train'] or '--ckpt' in words or '--train_data' in words
 
 def _cheap(words):
     "The command on a small share of its data: `--limit 2` for a named split, one repeat on two images for a benchmark."
