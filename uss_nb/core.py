@@ -107,12 +107,12 @@ def pinned_threads(n:int=None):
         with threadpool_limits(limits=n): yield n
     finally: torch.set_num_threads(old)
 
-def time_interleaved(fns:dict, reps:int=3, warmup:int=1, sync=None) -> tuple:
-    "Seconds per call of each callable in `fns` over `reps` interleaved rounds after `warmup` untimed calls, and each one's last result."
+def time_interleaved(fns:dict, reps:int=3, warmup:int=1, sync=None, warm:dict=None) -> tuple:
+    "Seconds per call of each callable in `fns` over `reps` interleaved rounds after `warmup` untimed calls (of `warm`'s smaller problems if given), and each one's last result."
     if reps < 3: raise BadInputError('reps', f'a median needs at least 3 repetitions, got {reps}')
     names, out, ts = list(fns), {}, {k: [] for k in fns}
     for _ in range(warmup):
-        for k in names: out[k] = fns[k]()
+        for k in names: (warm or fns)[k]()
     for r in range(reps):
         for k in (names if r % 2 == 0 else names[::-1]):
             t = time.perf_counter(); out[k] = fns[k]()
@@ -132,9 +132,9 @@ def ratio_row(ts:dict, ours:str, ref:str, reference:str, gates:dict, like_for_li
                 round_ratios=[round(a/b, 3) for a, b in zip(ts[ref], ts[ours])], gates=gates,
                 ok=all(g['ok'] for g in gates.values()), **extra)
 
-def bench_summary(name:str, rows:list, target:float=None, **extra) -> dict:
+def bench_summary(name:str, rows:list, target:float=None, threads:int=None, **extra) -> dict:
     "A benchmark's result: its rows, the headline `ratio` (the smallest like-for-like one) with its `reference`, and `ok`."
     main = min((r for r in rows if r['like_for_like']), key=lambda r: r['ratio'])
     return dict(name=name, ratio=main['ratio'], reference=main['reference'], target=target,
                 met=None if target is None else bool(main['ratio'] >= target), ok=all(r['ok'] for r in rows),
-                threads=torch.get_num_threads(), load_avg=round(os.getloadavg()[0], 2), **extra, rows=rows)
+                threads=threads or torch.get_num_threads(), load_avg=round(os.getloadavg()[0], 2), **extra, rows=rows)
