@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['BadInputError', 'get_device', 'seed_everything', 'atomic_write', 'save', 'load', 'save_json', 'load_json',
-           'config_hash', 'pinned_threads', 'time_interleaved', 'gate', 'ratio_row', 'bench_summary']
+           'config_hash', 'pinned_threads', 'time_interleaved', 'gate', 'ratio_row', 'bench_summary', 'bench_table']
 
 # %% ../nbs/00_core.ipynb #2c3a632b
 import os, json, random, zipfile, hashlib, tempfile, contextlib, dataclasses
@@ -138,3 +138,26 @@ def bench_summary(name:str, rows:list, target:float=None, threads:int=None, **ex
     return dict(name=name, ratio=main['ratio'], reference=main['reference'], target=target,
                 met=None if target is None else bool(main['ratio'] >= target), ok=all(r['ok'] for r in rows),
                 threads=threads or torch.get_num_threads(), load_avg=round(os.getloadavg()[0], 2), **extra, rows=rows)
+
+# %% ../nbs/00_core.ipynb #c0b3e007
+def _fmt(x):
+    "A number for a table: 3 significant digits, whole numbers from 100; '—' for None."
+    if x is None: return '—'
+    return (f'{x:.0f}' if abs(x) >= 100 else f'{x:.3g}') if isinstance(x, float) else str(x)
+
+def _bench_rows(r):
+    "Table rows `(benchmark, ours, reference, ours ms, ref ms, ratio, target, gates)` of one result line."
+    gates = lambda x: '—' if 'ok' not in x else ('pass' if x['ok'] else 'FAIL')
+    if 'error' in r: return [(r.get('bench', r['name']), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL')]
+    rows = r.get('rows') or [r]
+    case = lambda x: ', '.join(f'{k} {x[k]}' for k in ('data', 'eps', 'precision') if k in x)
+    return [(r.get('bench', r['name']) + (f" ({case(x)})" if case(x) else ''), x.get('ours', 'ours'), x.get('reference', '—'),
+             _fmt(x.get('ours_ms')), _fmt(x.get('ref_ms')), _fmt(x.get('ratio')),
+             _fmt(r.get('target')) if x.get('like_for_like', True) else '—', gates(x)) for x in rows]
+
+def bench_table(path) -> str:
+    "A Markdown table of the benchmark results in the JSON-lines file `path` (as `uss-bench all` writes it)."
+    lines = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    head = ['benchmark', 'ours', 'reference', 'ours ms', 'ref ms', 'ratio', 'target', 'accuracy']
+    rows = [row for r in lines for row in _bench_rows(r)]
+    return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(str, x)) + ' |' for x in rows])

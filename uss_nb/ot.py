@@ -40,32 +40,41 @@ def _rho(tau, eps):
     return tau / (tau + eps)
 
 # %% ../nbs/05_ot.ipynb #714a5d25
-def _lse(K, w, dim):
-    "Exact `LSE` of `K + w` over `dim` (1: `w` is (B, n), 2: `w` is (B, m)), without autograd: in place, exponents floored at -87."
-    x = K + w.unsqueeze(3 - dim)
+_L2E = 1 / math.log(2)
+
+def _lse(K2, w, dim):
+    "Exact `LSE` over `dim` of `K + w` given `K2 = K·log2(e)` (dim 1: `w` is (B, n); 2: (B, m)), without autograd: in place, in base 2."
+    x = K2 + (w * _L2E).unsqueeze(3 - dim)
     mx = x.amax(dim, keepdim=True)
     ok = mx.isfinite()
     mx = torch.where(ok, mx, 0.)
-    s = x.sub_(mx).clamp_(min=-87.).exp_().sum(dim).log_().add_(mx.squeeze(dim))
-    return torch.where(ok.squeeze(dim), s, -math.inf)
-
-def _logsumexp(K, w, dim):
-    "`torch.logsumexp(K + w, dim)`; by `_lse` when no gradient is needed."
-    if torch.is_grad_enabled() and (K.requires_grad or w.requires_grad): return torch.logsumexp(K + w.unsqueeze(3 - dim), dim)
-    return _lse(K, w, dim)
+    s = x.sub_(mx).exp2_().sum(dim).log2_().add_(mx.squeeze(dim))
+    return torch.where(ok.squeeze(dim), s * math.log(2), -math.inf)
 
 class _LSE:
     "Exact log-sum-exps of K + u over rows or K + v over columns, through a cached kernel G = exp(K + s + t) when safe."
     def __init__(self, K, fast=True, drift=15., lo=1e-15, hi=1e30):
         self.K, self.fast, self.drift, self.lo, self.hi = K, fast, drift, lo, hi
-        self.G, self.stale = None, True
+        self.G, self.stale, self._K2 = None, True, None
+
+    def full(self, w, dim):
+        "`LSE` of `K + w` over `dim` on the full matrix: `torch.logsumexp` when a gradient is needed, else `_lse` (base 2)."
+        if torch.is_grad_enabled() and (self.K.requires_grad or w.requires_grad): return torch.logsumexp(self.K + w.unsqueeze(3 - dim), dim)
+        if self._K2 is None: self._K2 = self.K.detach() * _L2E
+        return _lse(self._K2, w, dim)
+
+    def plan(self, u, v):
+        "`exp(K + u ⊕ v)`, through `exp2` of `K2` when no gradient is needed."
+        if torch.is_grad_enabled() and (self.K.requires_grad or u.requires_grad or v.requires_grad): return (self.K + u[:, :, None] + v[:, None, :]).exp()
+        if self._K2 is None: self._K2 = self.K.detach() * _L2E
+        return (self._K2 + (u * _L2E)[:, :, None] + (v * _L2E)[:, None, :]).exp2_()
 
     def absorb(self, u, v):
         "Cache G at the current potentials (when stale), flushing values below float32's normal range to 0."
         if not (self.fast and self.stale): return
         self.s, self.t = [torch.where(x.isfinite(), x, 0.).detach() for x in (u, v)]
-        G = (self.K + self.s[:, :, None] + self.t[:, None, :]).clamp_(min=-87.).exp_()
-        self.G, self.stale = G.masked_fill_(G < 1e-37, 0.), False
+        G = (self.K + self.s[:, :, None] + self.t[:, None, :]).clamp(min=-87.).exp()   # no subnormal exps: all are flushed
+        self.G, self.stale = G.masked_fill(G < 1e-37, 0.), False
 
     def _cached(self, x, x0, y0, cols):
         "log(G-product) - y0, or None when x drifted too far from x0 or a sum left the safe range."
@@ -78,14 +87,40 @@ class _LSE:
     def cols(self, u):
         "LSE_i(K_ij + u_i), shape (B, m)."
         r = self._cached(u, self.s, self.t, True) if self.G is not None else None
-        if r is None: self.stale, r = True, _logsumexp(self.K, u, 1)
+        if r is None: self.stale, r = True, self.full(u, 1)
         return r
 
     def rows(self, v):
         "LSE_j(K_ij + v_j), shape (B, n)."
         r = self._cached(v, self.t, self.s, False) if self.G is not None else None
-        if r is None: self.stale, r = True, _logsumexp(self.K, v, 2)
+        if r is None: self.stale, r = True, self.full(v, 2)
         return r
+
+def _scaled_iters(lse, la, lb, u, n_iter, tol, check_every, drift=10.):
+    "Balanced iterations on the scalings `x = e^(u-s)`, `y = e^(v-t)` of a kernel absorbed at `(s, t)`: `(u, v, err, it)`, or None if a scaling left float32's range (then the caller runs the log-domain loop)."
+    K = lse.K
+    a, b, one = la.exp(), lb.exp(), K.shape[0] == 1
+    xG = (lambda x, G: (x[0] @ G[0])[None]) if one else (lambda x, G: torch.bmm(x[:, None, :], G)[:, 0])
+    Gy = (lambda G, y: (G[0] @ y[0])[None]) if one else (lambda G, y: torch.bmm(G, y[:, :, None])[..., 0])
+    def absorb(s, t):
+        G = (K + s[:, :, None] + t[:, None, :]).clamp_(min=-87.).exp_()
+        return G.masked_fill_(G < 1e-37, 0.), torch.ones_like(s), torch.ones_like(t)
+    s, t = u, lb - lse.full(u, 1)
+    (G, x, y), err = absorb(s, t), torch.full((K.shape[0],), math.inf, dtype=K.dtype, device=K.device)
+    for it in range(n_iter + 1):
+        q = xG(x, G)                                       # e^(t - v) (G^T x) = column sums of the plan before the v-update
+        if (it >= 1 and (it - 1) % check_every == 0) or it == n_iter:
+            lx, ly = x.log(), y.log()
+            if not bool(lx.isfinite().all() & ly.isfinite().all() & (q > 0).all() & q.isfinite().all()): return None
+            err = (y * q - b).norm(dim=-1)
+            if it == n_iter or err.max() < tol: break
+            if max(float(lx.abs().max()), float(ly.abs().max())) > drift:
+                (G, x, y), s, t = absorb(s + lx, t + ly), s + lx, t + ly
+                q = xG(x, G)
+        y = b / q
+        x = a / Gy(G, y)
+    return s + x.log(), t + y.log(), err, it
+
 
 # %% ../nbs/05_ot.ipynb #bbefab9e
 def _check_cost(cost, eps, reg_type):
@@ -139,7 +174,10 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
     u = torch.zeros_like(la) if f0 is None else (f0.to(K) / eps).expand(*batch, n).reshape(-1, n)
     v = torch.zeros_like(lb)
     err, it = torch.full((K.shape[0],), math.inf, dtype=K.dtype, device=K.device), 0
-    for it in range(n_iter + 1):
+    grad = torch.is_grad_enabled() and (K.requires_grad or u.requires_grad or la.requires_grad or lb.requires_grad)
+    r = _scaled_iters(lse, la, lb, u, n_iter, tol, check_every) if balanced and lse.fast and not grad else None
+    if r is not None: u, v, err, it = r
+    for it in (range(n_iter + 1) if r is None else ()):
         c = lse.cols(u)
         check = it >= 1 and (it - 1) % check_every == 0
         if balanced and (check or it == n_iter): err = ((v + c).exp() - lb.exp()).norm(dim=-1)
@@ -151,7 +189,7 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
             err = torch.maximum((u - u0).abs().amax(-1), (v - v0).abs().amax(-1))
             if err.max() < tol: it += 1; break
         lse.absorb(u, v)
-    plan = (K + u[:, :, None] + v[:, None, :]).exp()
+    plan = lse.plan(u, v)
     if not bool(u.isfinite().all() & v.isfinite().all()): u, v = _fill_potentials(K, u, v, ra, rb)
     shape = lambda x: x.reshape(tuple(batch) + tuple(x.shape[1:]))
     return SinkhornResult(shape(plan), shape(u * eps), shape(v * eps), it, shape(err), bool(err.max() < tol))
