@@ -455,8 +455,9 @@ def bench_features(backbone:str='vgg19', n_images:int=4, size:int=320, batch_siz
                     if bb.device.type == 'cuda': torch.cuda.synchronize(bb.device)   # `ref_mem` leaves its outputs on the GPU: wait for them
                     ts[who].append(time.perf_counter() - t0); cpu[who].append(time.process_time() - c0)
             t0 = time.perf_counter(); fs = extract_features(bb, ds, cache_dir=f'{d}/ours{reps - 1}', amp=amp, **kw)
-            feats = {w: [f[n].feats.float() for n in f] for w, f in got.items()}
+            _ = [fs[n].feats for n in fs]
             cached = time.perf_counter() - t0
+            feats = {w: [f[n].feats.float() for n in f] for w, f in got.items()}
         flops = _conv_flops(bb, size) if bb.device.type == 'cpu' else None
         peak = {p: _matmul_gflops(torch.float32 if p == 'float32' else torch.bfloat16) for p in {'float32', *(compute_dtype(device, a) for a in amps.values())} - {'int8'}} \
                if bb.device.type == 'cpu' else {}

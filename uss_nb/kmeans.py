@@ -95,8 +95,8 @@ def _top2(x, xx, c, idx=None, chunk=None):
     lab = torch.empty(n, dtype=torch.int64, device=x.device)
     d1, d2 = torch.full((n,), math.inf, device=x.device), torch.full((n,), math.inf, device=x.device)
     for s in range(0, n, step):
-        rows = slice(s, s + step) if idx is None else idx[s:s + step]
-        v, i = _d2(x[rows], c, xx[rows], cc).topk(min(2, k), dim=1, largest=False)
+        xs, xxs = (x[s:s + step], xx[s:s + step]) if idx is None else (x.index_select(0, idx[s:s + step]), xx.index_select(0, idx[s:s + step]))
+        v, i = _d2(xs, c, xxs, cc).topk(min(2, k), dim=1, largest=False)
         lab[s:s + step], d1[s:s + step] = i[:, 0], v[:, 0]
         if k > 1: d2[s:s + step] = v[:, 1]
     return lab, d1.sqrt_(), d2.sqrt_()
@@ -110,8 +110,8 @@ def _sums(x, labels, k, chunk=None):
 
 def _sq_to_own(x, c, labels, chunk=None):
     "Squared distance of each row of `x` to its own centre, computed directly (no cancellation)."
-    step = _chunk(len(x), x.shape[1], chunk)
-    return torch.cat([((x[s:s + step] - c[labels[s:s + step]]) ** 2).sum(1) for s in range(0, len(x), step)])
+    step = chunk or 1024                                   # chunks whose differences stay in cache
+    return torch.cat([(x[s:s + step] - c.index_select(0, labels[s:s + step])).square_().sum(1) for s in range(0, len(x), step)])
 
 # %% ../nbs/06_kmeans.ipynb #f70e4c21
 class _Hamerly:
@@ -147,7 +147,7 @@ class _Hamerly:
         old = self.a[act]
         moved = lab != old
         if bool(moved.any()):
-            xm = x[act[moved]].double()
+            xm = x.index_select(0, act[moved]).double()
             self.sums.index_add_(0, old[moved], -xm).index_add_(0, lab[moved], xm)
             self.counts += torch.bincount(lab[moved], minlength=k) - torch.bincount(old[moved], minlength=k)
         self.a[act], self.u[act], self.l[act] = lab, d1, d2
