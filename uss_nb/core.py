@@ -148,16 +148,17 @@ def _fmt(x):
 def _bench_rows(r):
     "Table rows `(benchmark, ours, reference, ours ms, ref ms, ratio, target, gates)` of one result line."
     gates = lambda x: '—' if 'ok' not in x else ('pass' if x['ok'] else 'FAIL')
-    if 'error' in r: return [(r.get('bench', r['name']), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL')]
+    if 'error' in r: return [(r.get('bench', r.get('name')), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL')]
     rows = r.get('rows') or [r]
-    case = lambda x: ', '.join(f'{k} {x[k]}' for k in ('data', 'eps', 'precision') if k in x)
-    return [(r.get('bench', r['name']) + (f" ({case(x)})" if case(x) else ''), x.get('ours', 'ours'), x.get('reference', '—'),
+    case = lambda x: ', '.join(f'eps {x[k]}' if k == 'eps' else str(x[k]) for k in ('data', 'eps', 'precision') if k in x)
+    return [(r.get('bench', r.get('name')) + (f" ({case(x)})" if case(x) else ''), x.get('ours', 'ours'), x.get('reference', '—'),
              _fmt(x.get('ours_ms')), _fmt(x.get('ref_ms')), _fmt(x.get('ratio')),
              _fmt(r.get('target')) if x.get('like_for_like', True) else '—', gates(x)) for x in rows]
 
-def bench_table(path) -> str:
-    "A Markdown table of the benchmark results in the JSON-lines file `path` (as `uss-bench all` writes it)."
+def bench_table(path, names=None) -> str:
+    "A Markdown table of the benchmark results in the JSON-lines file `path` (as `uss-bench all` writes it), or of those in `names`."
     lines = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    lines = [r for r in lines if names is None or r.get('bench', r.get('name')) in names]
     head = ['benchmark', 'ours', 'reference', 'ours ms', 'ref ms', 'ratio', 'target', 'accuracy']
     rows = [row for r in lines for row in _bench_rows(r)]
     return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(str, x)) + ' |' for x in rows])

@@ -409,7 +409,8 @@ def _matmul_gflops(dtype=torch.float32, n:int=2048, reps:int=3) -> float:
     return 2 * n**3 / min(ts) / 1e9
 
 def _conv_flops(bb, size) -> float:
-    "FLOPs (2 × multiply-adds) of the direct convolutions of one `size`² image through `bb` (None for a backbone without convolutions)."
+    "FLOPs (2 × multiply-adds) of the direct convolutions of one `size`² image through `bb`'s convolutional body (None for a ViT)."
+    if not hasattr(bb, 'body'): return None
     flops, hooks = [0], []
     def count(mod, i, o): flops[0] += 2 * o.numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
     for m in bb.modules():
