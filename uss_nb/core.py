@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['BadInputError', 'get_device', 'seed_everything', 'atomic_write', 'save', 'load', 'save_json', 'load_json',
-           'config_hash']
+           'config_hash', 'pinned_threads', 'time_interleaved', 'gate', 'ratio_row', 'bench_summary', 'bench_table']
 
 # %% ../nbs/00_core.ipynb #2c3a632b
 import os, json, random, zipfile, hashlib, tempfile, contextlib, dataclasses
@@ -91,3 +91,74 @@ def load_json(path):
 def config_hash(cfg, n=16) -> str:
     "A short hash of `cfg` (dict or dataclass) that is stable across runs and key order."
     return hashlib.sha256(json.dumps(_plain(cfg), sort_keys=True).encode()).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #c0b3e005
+import math, time
+
+# %% ../nbs/00_core.ipynb #c0b3e002
+@contextlib.contextmanager
+def pinned_threads(n:int=None):
+    "Run the block with `n` threads (default: torch's current count) in torch and in every BLAS and OpenMP pool."
+    from threadpoolctl import threadpool_limits
+    old = torch.get_num_threads(); n = int(n or old)
+    if n < 1: raise BadInputError('threads', f'must be at least 1, got {n}')
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n): yield n
+    finally: torch.set_num_threads(old)
+
+def time_interleaved(fns:dict, reps:int=3, warmup:int=1, sync=None, warm:dict=None) -> tuple:
+    "Seconds per call of each callable in `fns` over `reps` interleaved rounds after `warmup` untimed calls (of `warm`'s smaller problems if given), and each one's last result."
+    if reps < 3: raise BadInputError('reps', f'a median needs at least 3 repetitions, got {reps}')
+    names, out, ts = list(fns), {}, {k: [] for k in fns}
+    for _ in range(warmup):
+        for k in names: (warm or fns)[k]()
+    for r in range(reps):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            t = time.perf_counter(); out[k] = fns[k]()
+            if sync: sync()
+            ts[k].append(time.perf_counter() - t)
+    return ts, out
+
+def gate(value, limit) -> dict:
+    "An accuracy check: `value` must be finite and at most `limit`."
+    value = float(value)
+    return dict(value=value, limit=float(limit), ok=bool(math.isfinite(value) and value <= limit))
+
+def ratio_row(ts:dict, ours:str, ref:str, reference:str, gates:dict, like_for_like:bool=True, **extra) -> dict:
+    "One benchmark row from `time_interleaved`'s times: medians (ms), their ratio, the reference in words and the gates."
+    o, r = float(np.median(ts[ours])), float(np.median(ts[ref]))
+    return dict(ours=ours, reference=reference, ours_ms=1e3*o, ref_ms=1e3*r, ratio=r/o, like_for_like=like_for_like,
+                round_ratios=[round(a/b, 3) for a, b in zip(ts[ref], ts[ours])], gates=gates,
+                ok=all(g['ok'] for g in gates.values()), **extra)
+
+def bench_summary(name:str, rows:list, target:float=None, threads:int=None, **extra) -> dict:
+    "A benchmark's result: its rows, the headline `ratio` (the smallest like-for-like one) with its `reference`, and `ok`."
+    main = min((r for r in rows if r['like_for_like']), key=lambda r: r['ratio'])
+    return dict(name=name, ratio=main['ratio'], reference=main['reference'], target=target,
+                met=None if target is None else bool(main['ratio'] >= target), ok=all(r['ok'] for r in rows),
+                threads=threads or torch.get_num_threads(), load_avg=round(os.getloadavg()[0], 2), **extra, rows=rows)
+
+# %% ../nbs/00_core.ipynb #c0b3e007
+def _fmt(x):
+    "A number for a table: 3 significant digits, whole numbers from 100; '—' for None."
+    if x is None: return '—'
+    return (f'{x:.0f}' if abs(x) >= 100 else f'{x:.3g}') if isinstance(x, float) else str(x)
+
+def _bench_rows(r):
+    "Table rows `(benchmark, ours, reference, ours ms, ref ms, ratio, target, gates)` of one result line."
+    gates = lambda x: '—' if 'ok' not in x else ('pass' if x['ok'] else 'FAIL')
+    if 'error' in r: return [(r.get('bench', r.get('name')), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL')]
+    rows = r.get('rows') or [r]
+    case = lambda x: ', '.join(f'eps {x[k]}' if k == 'eps' else str(x[k]) for k in ('data', 'eps', 'precision') if k in x)
+    return [(r.get('bench', r.get('name')) + (f" ({case(x)})" if case(x) else ''), x.get('ours', 'ours'), x.get('reference', '—'),
+             _fmt(x.get('ours_ms')), _fmt(x.get('ref_ms')), _fmt(x.get('ratio')),
+             _fmt(r.get('target')) if x.get('like_for_like', True) else '—', gates(x)) for x in rows]
+
+def bench_table(path, names=None) -> str:
+    "A Markdown table of the benchmark results in the JSON-lines file `path` (as `uss-bench all` writes it), or of those in `names`."
+    lines = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    lines = [r for r in lines if names is None or r.get('bench', r.get('name')) in names]
+    head = ['benchmark', 'ours', 'reference', 'ours ms', 'ref ms', 'ratio', 'target', 'accuracy']
+    rows = [row for r in lines for row in _bench_rows(r)]
+    return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)] + ['| ' + ' | '.join(map(str, x)) + ' |' for x in rows])

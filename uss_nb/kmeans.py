@@ -95,8 +95,8 @@ def _top2(x, xx, c, idx=None, chunk=None):
     lab = torch.empty(n, dtype=torch.int64, device=x.device)
     d1, d2 = torch.full((n,), math.inf, device=x.device), torch.full((n,), math.inf, device=x.device)
     for s in range(0, n, step):
-        rows = slice(s, s + step) if idx is None else idx[s:s + step]
-        v, i = _d2(x[rows], c, xx[rows], cc).topk(min(2, k), dim=1, largest=False)
+        xs, xxs = (x[s:s + step], xx[s:s + step]) if idx is None else (x.index_select(0, idx[s:s + step]), xx.index_select(0, idx[s:s + step]))
+        v, i = _d2(xs, c, xxs, cc).topk(min(2, k), dim=1, largest=False)
         lab[s:s + step], d1[s:s + step] = i[:, 0], v[:, 0]
         if k > 1: d2[s:s + step] = v[:, 1]
     return lab, d1.sqrt_(), d2.sqrt_()
@@ -110,8 +110,8 @@ def _sums(x, labels, k, chunk=None):
 
 def _sq_to_own(x, c, labels, chunk=None):
     "Squared distance of each row of `x` to its own centre, computed directly (no cancellation)."
-    step = _chunk(len(x), x.shape[1], chunk)
-    return torch.cat([((x[s:s + step] - c[labels[s:s + step]]) ** 2).sum(1) for s in range(0, len(x), step)])
+    step = chunk or 1024                                   # chunks whose differences stay in cache
+    return torch.cat([(x[s:s + step] - c.index_select(0, labels[s:s + step])).square_().sum(1) for s in range(0, len(x), step)])
 
 # %% ../nbs/06_kmeans.ipynb #f70e4c21
 class _Hamerly:
@@ -147,7 +147,7 @@ class _Hamerly:
         old = self.a[act]
         moved = lab != old
         if bool(moved.any()):
-            xm = x[act[moved]].double()
+            xm = x.index_select(0, act[moved]).double()
             self.sums.index_add_(0, old[moved], -xm).index_add_(0, lab[moved], xm)
             self.counts += torch.bincount(lab[moved], minlength=k) - torch.bincount(old[moved], minlength=k)
         self.a[act], self.u[act], self.l[act] = lab, d1, d2
@@ -444,22 +444,41 @@ def region_labels(regions, labels) -> list:
     return out
 
 # %% ../nbs/06_kmeans.ipynb #5b08857a
-def bench_kmeans(n:int=100_000, d:int=384, k:int=27, n_init:int=3, max_iter:int=300, tol:float=1e-4, seed:int=0,
-                 repeats:int=1, device=None, threads:int|None=None) -> dict:
-    "Time `KMeans` against scikit-learn's on an `n x d` mixture of `k` clusters; inertias are compared too."
+def _inertia64(x, c, chunk=8192) -> float:
+    "Sum of squared distances, in float64, of the rows of `x` to their nearest centre in `c`."
+    c = torch.as_tensor(c).double()
+    return float(sum(torch.cdist(x[s:s + chunk].double(), c).pow(2).min(1).values.sum() for s in range(0, len(x), chunk)))
+
+def _camvid_vectors(n:int) -> torch.Tensor:
+    "`n` L2-normalised VGG19 `block5_conv4` pixel features of CamVid validation, evenly spaced, from the feature cache."
+    import os
+    from pathlib import Path
+    from uss_nb.data import get_dataset
+    from uss_nb.backbones import get_backbone
+    from uss_nb.features import extract_features
+    cache = Path(os.environ.get('USS_CACHE', Path.home()/'.cache'/'uss_nb'/'features'))
+    fs = extract_features(get_backbone('vgg19'), get_dataset('camvid/val'), cache_dir=cache, progress=False)
+    x = torch.cat([fs[k].feats.float().flatten(1).T for k in fs.names])
+    return F.normalize(x[torch.linspace(0, len(x) - 1, min(n, len(x))).long()], dim=1).contiguous()
+
+def bench_kmeans(n:int=20_000, d:int=384, k:int=27, n_real:int=20_000, k_real:int=11, n_init:int=3, max_iter:int=300,
+                 tol:float=1e-4, seed:int=0, reps:int=3, threads:int=1, max_inertia_excess:float=0.005, data=('mixture', 'camvid')) -> dict:
+    "`KMeans` against scikit-learn's `KMeans` (`lloyd` and `elkan`) on a mixture and on CamVid VGG19 features; inertias in float64."
     import sklearn.cluster
-    x = make_mixture(n, d, k, seed=seed)[0]
-    xd, xn = x.to(device or 'cpu'), x.numpy()
-    ours_ms, ref_ms = [], []
-    for _ in range(repeats):
-        t = time.perf_counter(); km = KMeans(k, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed, backend='torch', threads=threads)
-        km.fit(xd)
-        if xd.is_cuda: torch.cuda.synchronize()
-        ours_ms.append(1000 * (time.perf_counter() - t))
-        t = time.perf_counter()
-        sk = sklearn.cluster.KMeans(k, n_init=n_init, max_iter=max_iter, tol=tol, random_state=seed, algorithm='lloyd').fit(xn)
-        ref_ms.append(1000 * (time.perf_counter() - t))
-    o, r = min(ours_ms), min(ref_ms)
-    return dict(name='kmeans', n=n, d=d, k=k, device=str(xd.device), ours_ms=o, ref_ms=r, ratio=r / o,
-                ours_inertia=km.inertia, ref_inertia=float(sk.inertia_), inertia_rel_diff=km.inertia / float(sk.inertia_) - 1,
-                ours_iter=km.n_iter, ref_iter=int(sk.n_iter_), n_init=n_init, threads=threads or torch.get_num_threads())
+    from uss_nb.core import pinned_threads, time_interleaved, gate, ratio_row, bench_summary
+    sets = dict(mixture=lambda: (make_mixture(n, d, k, seed=seed)[0], k), camvid=lambda: (_camvid_vectors(n_real), k_real))
+    rows = []
+    for name in ([data] if isinstance(data, str) else data):
+        x, kk = sets[name]()
+        xn = x.numpy()
+        sk = lambda algo: sklearn.cluster.KMeans(kk, n_init=n_init, max_iter=max_iter, tol=tol, random_state=seed, algorithm=algo).fit(xn)
+        km = KMeans(kk, n_init=n_init, max_iter=max_iter, tol=tol, seed=seed, backend='torch')
+        fns = dict(ours=lambda: km.fit(x), lloyd=lambda: sk('lloyd'), elkan=lambda: sk('elkan'))
+        with pinned_threads(threads): ts, out = time_interleaved(fns, reps)
+        mine = _inertia64(x, km.centres)
+        for algo in ('lloyd', 'elkan'):
+            ref = _inertia64(x, out[algo].cluster_centers_)
+            rows.append(ratio_row(ts, 'ours', algo, f'scikit-learn KMeans(algorithm={algo!r}, n_init={n_init})',
+                                  dict(inertia_excess=gate(mine / ref - 1, max_inertia_excess)), data=name, n=len(x), d=x.shape[1], k=kk,
+                                  ours_inertia=mine, ref_inertia=ref, ours_iter=km.n_iter, ref_iter=int(out[algo].n_iter_)))
+    return bench_summary('kmeans', rows, target=2, threads=threads, n_init=n_init, dtype='float32')

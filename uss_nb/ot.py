@@ -40,17 +40,40 @@ def _rho(tau, eps):
     return tau / (tau + eps)
 
 # %% ../nbs/05_ot.ipynb #714a5d25
+_L2E = 1 / math.log(2)
+
+def _lse(K2, w, dim):
+    "Exact `LSE` over `dim` of `K + w` given `K2 = K·log2(e)` (dim 1: `w` is (B, n); 2: (B, m)), without autograd: in place, in base 2."
+    x = K2 + (w * _L2E).unsqueeze(3 - dim)
+    mx = x.amax(dim, keepdim=True)
+    ok = mx.isfinite()
+    mx = torch.where(ok, mx, 0.)
+    s = x.sub_(mx).exp2_().sum(dim).log2_().add_(mx.squeeze(dim))
+    return torch.where(ok.squeeze(dim), s * math.log(2), -math.inf)
+
 class _LSE:
     "Exact log-sum-exps of K + u over rows or K + v over columns, through a cached kernel G = exp(K + s + t) when safe."
     def __init__(self, K, fast=True, drift=15., lo=1e-15, hi=1e30):
         self.K, self.fast, self.drift, self.lo, self.hi = K, fast, drift, lo, hi
-        self.G, self.stale = None, True
+        self.G, self.stale, self._K2 = None, True, None
+
+    def full(self, w, dim):
+        "`LSE` of `K + w` over `dim` on the full matrix: `torch.logsumexp` when a gradient is needed, else `_lse` (base 2)."
+        if torch.is_grad_enabled() and (self.K.requires_grad or w.requires_grad): return torch.logsumexp(self.K + w.unsqueeze(3 - dim), dim)
+        if self._K2 is None: self._K2 = self.K.detach() * _L2E
+        return _lse(self._K2, w, dim)
+
+    def plan(self, u, v):
+        "`exp(K + u ⊕ v)`, through `exp2` of `K2` when no gradient is needed."
+        if torch.is_grad_enabled() and (self.K.requires_grad or u.requires_grad or v.requires_grad): return (self.K + u[:, :, None] + v[:, None, :]).exp()
+        if self._K2 is None: self._K2 = self.K.detach() * _L2E
+        return (self._K2 + (u * _L2E)[:, :, None] + (v * _L2E)[:, None, :]).exp2_()
 
     def absorb(self, u, v):
         "Cache G at the current potentials (when stale), flushing values below float32's normal range to 0."
         if not (self.fast and self.stale): return
         self.s, self.t = [torch.where(x.isfinite(), x, 0.).detach() for x in (u, v)]
-        G = (self.K + self.s[:, :, None] + self.t[:, None, :]).exp()
+        G = (self.K + self.s[:, :, None] + self.t[:, None, :]).clamp(min=-87.).exp()   # no subnormal exps: all are flushed
         self.G, self.stale = G.masked_fill(G < 1e-37, 0.), False
 
     def _cached(self, x, x0, y0, cols):
@@ -64,14 +87,40 @@ class _LSE:
     def cols(self, u):
         "LSE_i(K_ij + u_i), shape (B, m)."
         r = self._cached(u, self.s, self.t, True) if self.G is not None else None
-        if r is None: self.stale, r = True, torch.logsumexp(self.K + u[:, :, None], 1)
+        if r is None: self.stale, r = True, self.full(u, 1)
         return r
 
     def rows(self, v):
         "LSE_j(K_ij + v_j), shape (B, n)."
         r = self._cached(v, self.t, self.s, False) if self.G is not None else None
-        if r is None: self.stale, r = True, torch.logsumexp(self.K + v[:, None, :], 2)
+        if r is None: self.stale, r = True, self.full(v, 2)
         return r
+
+def _scaled_iters(lse, la, lb, u, n_iter, tol, check_every, drift=10.):
+    "Balanced iterations on the scalings `x = e^(u-s)`, `y = e^(v-t)` of a kernel absorbed at `(s, t)`: `(u, v, err, it)`, or None if a scaling left float32's range (then the caller runs the log-domain loop)."
+    K = lse.K
+    a, b, one = la.exp(), lb.exp(), K.shape[0] == 1
+    xG = (lambda x, G: (x[0] @ G[0])[None]) if one else (lambda x, G: torch.bmm(x[:, None, :], G)[:, 0])
+    Gy = (lambda G, y: (G[0] @ y[0])[None]) if one else (lambda G, y: torch.bmm(G, y[:, :, None])[..., 0])
+    def absorb(s, t):
+        G = (K + s[:, :, None] + t[:, None, :]).clamp_(min=-87.).exp_()
+        return G.masked_fill_(G < 1e-37, 0.), torch.ones_like(s), torch.ones_like(t)
+    s, t = u, lb - lse.full(u, 1)
+    (G, x, y), err = absorb(s, t), torch.full((K.shape[0],), math.inf, dtype=K.dtype, device=K.device)
+    for it in range(n_iter + 1):
+        q = xG(x, G)                                       # e^(t - v) (G^T x) = column sums of the plan before the v-update
+        if (it >= 1 and (it - 1) % check_every == 0) or it == n_iter:
+            lx, ly = x.log(), y.log()
+            if not bool(lx.isfinite().all() & ly.isfinite().all() & (q > 0).all() & q.isfinite().all()): return None
+            err = (y * q - b).norm(dim=-1)
+            if it == n_iter or err.max() < tol: break
+            if max(float(lx.abs().max()), float(ly.abs().max())) > drift:
+                (G, x, y), s, t = absorb(s + lx, t + ly), s + lx, t + ly
+                q = xG(x, G)
+        y = b / q
+        x = a / Gy(G, y)
+    return s + x.log(), t + y.log(), err, it
+
 
 # %% ../nbs/05_ot.ipynb #bbefab9e
 def _check_cost(cost, eps, reg_type):
@@ -125,7 +174,10 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
     u = torch.zeros_like(la) if f0 is None else (f0.to(K) / eps).expand(*batch, n).reshape(-1, n)
     v = torch.zeros_like(lb)
     err, it = torch.full((K.shape[0],), math.inf, dtype=K.dtype, device=K.device), 0
-    for it in range(n_iter + 1):
+    grad = torch.is_grad_enabled() and (K.requires_grad or u.requires_grad or la.requires_grad or lb.requires_grad)
+    r = _scaled_iters(lse, la, lb, u, n_iter, tol, check_every) if balanced and lse.fast and not grad else None
+    if r is not None: u, v, err, it = r
+    for it in (range(n_iter + 1) if r is None else ()):
         c = lse.cols(u)
         check = it >= 1 and (it - 1) % check_every == 0
         if balanced and (check or it == n_iter): err = ((v + c).exp() - lb.exp()).norm(dim=-1)
@@ -137,38 +189,49 @@ def sinkhorn(cost:Tensor, # (..., n, m) cost matrices
             err = torch.maximum((u - u0).abs().amax(-1), (v - v0).abs().amax(-1))
             if err.max() < tol: it += 1; break
         lse.absorb(u, v)
-    plan = (K + u[:, :, None] + v[:, None, :]).exp()
+    plan = lse.plan(u, v)
     if not bool(u.isfinite().all() & v.isfinite().all()): u, v = _fill_potentials(K, u, v, ra, rb)
     shape = lambda x: x.reshape(tuple(batch) + tuple(x.shape[1:]))
     return SinkhornResult(shape(plan), shape(u * eps), shape(v * eps), it, shape(err), bool(err.max() < tol))
 
 # %% ../nbs/05_ot.ipynb #46e07436
-def _best_ms(fn, repeats):
-    "Best wall time of `repeats` calls of `fn`, in ms, and its last result."
-    ts = []
-    for _ in range(repeats): t = time.perf_counter(); out = fn(); ts.append(time.perf_counter() - t)
-    return min(ts) * 1e3, out
+def _pot_runs(pot, C, eps, tol, n_iter):
+    "POT's contenders on cost `C` (torch, float32): `sinkhorn_log` on torch tensors, `sinkhorn_stabilized` on NumPy and on torch."
+    a, b, Cn = torch.full((C.shape[0],), 1 / C.shape[0]), torch.full((C.shape[1],), 1 / C.shape[1]), C.numpy()
+    kw = dict(numItermax=n_iter, stopThr=tol, log=True)
+    return dict(pot_log=lambda: pot.bregman.sinkhorn_log(a, b, C, eps, **kw),
+                pot_stab_numpy=lambda: pot.bregman.sinkhorn_stabilized(a.numpy(), b.numpy(), Cn, eps, **kw),
+                pot_stab_torch=lambda: pot.bregman.sinkhorn_stabilized(a, b, C, eps, **kw))
 
-def bench_sinkhorn(n=4096, m=512, eps=0.05, tol=1e-6, check_every=10, repeats=3, seed=0, threads=1) -> dict:
-    "Time `sinkhorn` against POT's `sinkhorn_log` on the same float32 problem and stopping rule, on CPU."
+def _plan_gates(P, Pref, max_plan_diff, max_marginal_err):
+    "Gates of one row: our plan `P` against the reference's, and our marginal error."
+    from uss_nb.core import gate
+    P, Pref = torch.as_tensor(P).double(), torch.as_tensor(Pref).double()
+    n, m = P.shape
+    marg = float((P.sum(1) - 1 / n).abs().sum() + (P.sum(0) - 1 / m).abs().sum())
+    return dict(plan_diff=gate((P - Pref).abs().max() / Pref.abs().max(), max_plan_diff), marginal_err=gate(marg, max_marginal_err))
+
+def bench_sinkhorn(n:int=4096, m:int=512, eps=(0.01, 0.05, 0.2), tol:float=1e-6, check_every:int=10, reps:int=3,
+                   seed:int=0, threads:int=1, n_iter:int=10000, max_plan_diff:float=1e-3, max_marginal_err:float=None) -> dict:
+    "Our log-domain `sinkhorn` against POT's `sinkhorn_log` (torch backend), our cached-kernel route against POT's `sinkhorn_stabilized`, per `eps`."
     import ot as pot
+    from uss_nb.core import pinned_threads, time_interleaved, ratio_row, bench_summary
     g = torch.Generator().manual_seed(seed)
     C = torch.cdist(torch.rand(n, 2, generator=g), torch.rand(m, 2, generator=g)) ** 2
-    Cn, old = C.numpy(), torch.get_num_threads()
-    ours_fn = lambda fast=True: sinkhorn(C, eps=eps, tol=tol, n_iter=10000, check_every=check_every, fast=fast)
-    ref_fn = lambda: pot.bregman.sinkhorn_log([], [], Cn, eps, numItermax=10000, stopThr=tol, log=True)
-    torch.set_num_threads(threads)
-    try:
-        ours_fn(); times = {'ours': [], 'ref': [], 'plain': []}
-        for _ in range(repeats):
-            t, r = _best_ms(ours_fn, 1); times['ours'].append(t)
-            t, (P, log) = _best_ms(ref_fn, 1); times['ref'].append(t)
-            t, _ = _best_ms(lambda: ours_fn(False), 1); times['plain'].append(t)
-    finally: torch.set_num_threads(old)
-    ours_ms, ref_ms = min(times['ours']), min(times['ref'])
-    return dict(name='sinkhorn', ours_ms=ours_ms, ref_ms=ref_ms, ratio=ref_ms / ours_ms, ours_plain_ms=min(times['plain']), ours_err=r.err.item(),
-                ref_err=float(log['err'][-1]), n_iter=r.n_iter, ref_n_iter=int(log['niter']) + 1,
-                max_plan_diff=float(np.abs(r.plan.numpy() - P).max()), n=n, m=m, eps=eps, tol=tol, threads=threads, dtype='float32')
+    max_marginal_err = max_marginal_err or 100 * tol
+    rows = []
+    for e in (eps if isinstance(eps, (list, tuple)) else [eps]):
+        ours = lambda fast: sinkhorn(C, eps=e, tol=tol, n_iter=n_iter, check_every=check_every, fast=fast)
+        fns = dict(ours_log=lambda: ours(False), ours_fast=lambda: ours(True)) | _pot_runs(pot, C, e, tol, n_iter)
+        with pinned_threads(threads): ts, out = time_interleaved(fns, reps)
+        stab = min(('pot_stab_numpy', 'pot_stab_torch'), key=lambda k: np.median(ts[k]))
+        info = lambda k, r: dict(eps=e, n_iter=out[k].n_iter, ref_n_iter=int(out[r][1].get('niter', out[r][1].get('n_iter', -1))),
+                                 ours_err=float(out[k].err))
+        rows.append(ratio_row(ts, 'ours_log', 'pot_log', "POT sinkhorn_log, torch backend (float32 tensors)",
+                              _plan_gates(out['ours_log'].plan, out['pot_log'][0], max_plan_diff, max_marginal_err), **info('ours_log', 'pot_log')))
+        rows.append(ratio_row(ts, 'ours_fast', stab, f"POT sinkhorn_stabilized, {stab.split('_')[-1]} backend (float32; the faster of NumPy and torch)",
+                              _plan_gates(out['ours_fast'].plan, out[stab][0], max_plan_diff, max_marginal_err), **info('ours_fast', stab)))
+    return bench_summary('sinkhorn', rows, target=2, threads=threads, n=n, m=m, tol=tol, dtype='float32')
 
 # %% ../nbs/05_ot.ipynb #f58c4a3e
 _NORMS = (None, 'l2', 'standardize', 'standardize+l2')

@@ -10,9 +10,9 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'FIT_ON', 'HEAD_ASSIGN', 'SUMMARY_C
            'power_normalize', 'PoweredFeatures', 'check_head_options', 'head_meta', 'pipeline_maps', 'refine_crf',
            'crf_refit', 'evaluate_pipeline', 'save_eval', 'subset', 'DemoConfig', 'eigen_figure', 'segment_images',
            'cluster_figure', 'torch_build', 'run_demo', 'image_dataset', 'at_resolution', 'segment_paths',
-           'train_pipeline', 'append_result', 'head_curve', 'get_bench', 'uss_demo', 'uss_eval', 'uss_segment',
-           'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main', 'check_device', 'using_device',
-           'command_parser', 'run_command', 'uss_version', 'uss_help']
+           'train_pipeline', 'append_result', 'head_curve', 'get_bench', 'bench_all', 'uss_demo', 'uss_eval',
+           'uss_segment', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main', 'check_device',
+           'using_device', 'command_parser', 'run_command', 'uss_version', 'uss_help']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
@@ -806,12 +806,37 @@ BENCHES = {'read': ('uss_nb.data', 'bench_read'), 'features': ('uss_nb.features'
            'modularity': ('uss_nb.acg', 'bench_modularity'), 'abc': ('uss_nb.attention_clustering', 'bench_abc'),
            'omh': ('uss_nb.omh', 'bench_omh'), 'dist': ('uss_nb.distributed', 'bench_dist')}
 
+def _defines(mod:str, fn:str) -> bool:
+    "Whether module `mod`'s source defines `fn`, without importing it."
+    import importlib.util
+    spec = importlib.util.find_spec(mod)
+    return bool(spec and spec.origin and f'def {fn}(' in Path(spec.origin).read_text())
+
+if _defines('uss_nb.stego', 'bench_stego'): BENCHES['stego'] = ('uss_nb.stego', 'bench_stego')
+
 def get_bench(name:str):
     "The benchmark function registered as `name`; a mistyped name lists the valid ones."
     import importlib
     if name not in BENCHES: raise BadInputError('benchmark', f'unknown name {name!r}; valid names: {", ".join(BENCHES)}')
     mod, fn = BENCHES[name]
     return getattr(importlib.import_module(mod), fn)
+
+def bench_all(names=None, out=None, skip=()) -> list:
+    "Run every registered benchmark (or `names`, less `skip`) with its defaults; each result (or its error) as one JSON line on stdout and, with `out`, in that file."
+    names = [n for n in (names or BENCHES) if n not in skip]
+    for n in names: get_bench(n)                       # a mistyped name fails before anything runs
+    if out: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text('')
+    results = []
+    for n in names:
+        try: r = get_bench(n)()
+        except Exception as e: r = dict(name=n, ok=False, error=f'{type(e).__name__}: {e}')
+        r = dict(r, bench=n, date=time.strftime('%Y-%m-%d'))
+        line = json.dumps(r, default=str)
+        print(line, flush=True)
+        if out:
+            with open(out, 'a') as f: f.write(line + '\n')
+        results.append(r)
+    return results
 
 # %% ../nbs/12_pipelines.ipynb #9828b4de
 @contextlib.contextmanager
@@ -989,16 +1014,23 @@ def _bench_help(name):
     return f"usage: uss-bench {name} [--key value | key=value ...]\n\n{inspect.getdoc(fn)}\n\noptions (defaults):\n{opts}"
 
 def bench_main():
-    "Entry point of `uss-bench NAME [key=value ...]`: run one benchmark and print its result as one JSON line."
+    "Entry point of `uss-bench NAME [key=value ...]` and `uss-bench all`: print each result as one JSON line; exit 1 when an answer is off."
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
-        print(f"usage: uss-bench NAME [--key value | key=value ...]\n\nbenchmarks: {', '.join(BENCHES)}\n"
+        print(f"usage: uss-bench NAME [--key value | key=value ...]\n       uss-bench all [out=FILE] [skip=[NAME, ...]]\n\nbenchmarks: {', '.join(BENCHES)}\n"
               f"run 'uss-bench NAME --help' for a benchmark's options"); return 0
     name, rest = sys.argv[1], sys.argv[2:]
     try:
-        if any(a in ('-h', '--help') for a in rest): print(_bench_help(name)); return 0
-        fn, kw = get_bench(name), bench_args(name, rest)
+        if name == 'all':
+            kw = dict(_kv(a.lstrip('-')) for a in rest)
+            if set(kw) - {'out', 'skip', 'names'}: raise BadInputError('all', f'takes out=, skip= and names=, got {", ".join(kw)}')
+            results = bench_all(**kw)
+        else:
+            if any(a in ('-h', '--help') for a in rest): print(_bench_help(name)); return 0
+            fn, kw = get_bench(name), bench_args(name, rest)
+            results = [fn(**kw)]
+            print(json.dumps(results[0], default=str))
     except BadInputError as e: print(f'uss-bench: error: {e}', file=sys.stderr); sys.exit(2)
-    print(json.dumps(fn(**kw), default=str))
+    if any(r.get('ok') is False for r in results): sys.exit(1)
 
 # %% ../nbs/12_pipelines.ipynb #1e6745f5
 DEVICE_HELP = 'device to compute on: cpu, cuda, cuda:1, mps (default: $USS_DEVICE, else cuda when available, else cpu)'

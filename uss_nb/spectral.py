@@ -365,26 +365,41 @@ class EigenExplorer:
 # %% ../nbs/04_spectral.ipynb #46f8023e
 _BENCH_GRIDS = {2120: ('block4_conv4', (320, 424)), 520: ('block5_conv4', (320, 416))}
 
-def bench_eigen(nodes=2120, n_images=20, k=10, repeats=3, root=None, cache=None, **kw):
-    "Time `eigs_krylov` against scipy `eigsh` on CamVid Laplacians; `nodes` is 2120 (40×53) or 520 (20×26)."
+def _dsm_eigsh(W, k, dtype=np.float32):
+    "The official DSM call on one image's affinities `W` (n×n NumPy) in `dtype`: dense `D - W` and `D`, `eigsh` about 0; ascending."
+    W = W.astype(dtype); d = W.sum(1); d[d < 1e-12] = 1; D = np.diag(d)
+    e, v = eigsh(D - W, k=k, sigma=0, which='LM', M=D)
+    o = np.argsort(e)
+    return e[o], v[:, o]
+
+def _bench_feats(nodes, n_images, root, cache):
+    "CamVid validation features for the benchmark grid of `nodes` nodes, kept in `cache` when given."
     from uss_nb.core import save, load
     if nodes not in _BENCH_GRIDS: raise BadInputError('nodes', f'{nodes} is not one of {list(_BENCH_GRIDS)}')
     layer, size = _BENCH_GRIDS[nodes]
-    path = Path(cache)/f'bench_eigen_{nodes}_{n_images}.pt' if cache else None
-    if path is not None and path.exists(): feats = load(path)
-    else:
-        feats = _vgg_feats(_camvid_images(n_images, size, root=root), layer)
-        if path is not None: save(feats, path)
-    W = feature_affinity(feats)
-    probs = _scipy_problems(W)
-    t = time.perf_counter(); ref = [_eigsh(L, M, k) for L, M in probs]; ref_s = time.perf_counter() - t
-    rv, rV = _stack(ref, W.device)
-    eigs_krylov(W[:2], k, **kw)  # warm-up
-    ours_s = []
-    for _ in range(repeats):
-        t = time.perf_counter(); vals, vecs = eigs_krylov(W, k, **kw); ours_s.append(time.perf_counter() - t)
-    ours_s = float(np.median(ours_s))
-    ang = principal_angles(vecs, rV, degrees(W)).max()
-    return dict(name='eigen', ours_ms=1000*ours_s/len(W), ref_ms=1000*ref_s/len(W), ratio=ref_s/ours_s, nodes=W.shape[-1],
-                k=k, n_images=len(W), max_eigval_err=float((vals.double() - rv).abs().max()),
-                max_principal_angle=float(np.degrees(ang)), device=str(W.device), threads=torch.get_num_threads())
+    path = Path(cache).expanduser()/f'bench_eigen_{nodes}_{n_images}.pt' if cache else None
+    if path is not None and path.exists(): return load(path)
+    feats = _vgg_feats(_camvid_images(n_images, size, root=root), layer)
+    if path is not None: save(feats, path)
+    return feats
+
+def bench_eigen(nodes:int=2120, n_images:int=4, k:int=20, reps:int=3, threads:int=1, root=None,
+                cache='~/.cache/uss_nb/bench', max_eigval_err:float=1e-4, max_angle_deg:float=1.0, **kw) -> dict:
+    "`eigs_krylov` (float32, batched) against DSM's `eigsh(D - W, k, sigma=0, M=D)` on float32 matrices and in float64, on CamVid Laplacians; `nodes` is 2120 (40×53) or 520 (20×26)."
+    feats = _bench_feats(nodes, n_images, root, cache)
+    W = feature_affinity(feats); Wn = W.numpy()
+    from uss_nb.core import pinned_threads, time_interleaved, gate, ratio_row, bench_summary
+    fns = dict(ours=lambda: eigs_krylov(W, k, **kw), ref32=lambda: [_dsm_eigsh(w, k) for w in Wn],
+               ref64=lambda: [_dsm_eigsh(w, k, np.float64) for w in Wn])
+    warm = dict(ours=lambda: eigs_krylov(W[:1], k, **kw), ref32=lambda: _dsm_eigsh(Wn[0], k), ref64=lambda: _dsm_eigsh(Wn[0], k, np.float64))
+    with pinned_threads(threads): ts, out = time_interleaved(fns, reps, warm=warm)
+    (vals, vecs), d = out['ours'], degrees(W)
+    (rv, rV), (sv, sV) = _stack(out['ref64'], 'cpu'), _stack(out['ref32'], 'cpu')
+    errs = lambda v, V: (float((v.double() - rv).abs().max()), float(np.degrees(principal_angles(V, rV, d).max())))
+    (e, a), (se, sa) = errs(vals, vecs), errs(sv, sV)
+    gates = dict(max_eigval_err=gate(e, max_eigval_err), max_principal_angle_deg=gate(a, max_angle_deg))
+    per = lambda r: dict(r, ours_ms=r['ours_ms']/len(W), ref_ms=r['ref_ms']/len(W))   # per image
+    rows = [per(ratio_row(ts, 'ours', 'ref32', 'scipy eigsh(D - W, k, sigma=0, which=LM, M=D), float32 dense matrices, image by image (DSM)',
+                          gates, ref_eigval_err=se, ref_angle_deg=sa)),
+            per(ratio_row(ts, 'ours', 'ref64', 'the same eigsh call on float64 matrices', gates, like_for_like=False))]
+    return bench_summary('eigen', rows, target=10, threads=threads, nodes=W.shape[-1], k=k, n_images=len(W), device=str(W.device))
