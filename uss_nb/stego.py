@@ -506,26 +506,20 @@ def _loss_gap(feats, cfg, seed=0):
         out, _ = stego_point_loss(hd.drop_points(f, g2), hd.drop_points(fp, g2), hd.points(f, g2), hd.points(fp, g2), perms, cfg)
     return abs(out.item() - ref.item())
 
-def bench_stego(n:int=64, c:int=512, h:int=22, w:int=30, batch_size:int=16, steps:int=5, repeats:int=3, threads:int=None,
+def bench_stego(n:int=64, c:int=512, h:int=22, w:int=30, batch_size:int=16, steps:int=5, reps:int=3, threads:int=1,
                 tol:float=1e-4, seed:int=0) -> dict:
-    "Steps per second of `train_stego` (head on the sampled cells) against the official whole-map step, same batches and threads; raises when their losses differ by more than `tol`."
-    from threadpoolctl import threadpool_limits
-    threads = threads or torch.get_num_threads(); old = torch.get_num_threads(); torch.set_num_threads(threads)
+    "Training steps of `train_stego` (head on the sampled cells) against the official whole-map step: same batches, pinned threads, warm-up, interleaved rounds, medians; gate: the two losses at the same cells."
+    from uss_nb.core import pinned_threads, time_interleaved, gate, ratio_row, bench_summary
     feats = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
-    cfgs = {k: StegoConfig(n_classes=11, batch_size=batch_size, max_steps=steps + 1, seed=seed, step=k) for k in ('points', 'maps')}
-    knn, times = knn_indices(pool_features(feats), 7), {k: [] for k in cfgs}
-    try:
-        with threadpool_limits(threads):
-            gap = _loss_gap(feats, cfgs['maps'], seed)
-            for k, cfg in cfgs.items(): train_stego(feats, dataclasses.replace(cfg, max_steps=1), knn=knn, device='cpu')   # warm-up
-            for _ in range(repeats):
-                for k, cfg in cfgs.items():
-                    t0 = time.perf_counter(); train_stego(feats, dataclasses.replace(cfg, max_steps=steps), knn=knn, device='cpu')
-                    times[k].append((time.perf_counter() - t0) / steps)
-    finally: torch.set_num_threads(old)
-    ours, ref = float(np.median(times['points'])), float(np.median(times['maps']))
-    out = dict(name='stego', ratio=ref / ours, ours_steps_per_s=1 / ours, ref_steps_per_s=1 / ref, threads=threads, shape=[n, c, h, w],
-               batch_size=batch_size, repeats=repeats, loss_gap=gap, tol=tol, ok=gap <= tol,
-               reference="STEGO's official step: the head on every cell of the batch's and partners' maps, then grid_sample at the sampled points (float32, same batches, same threads)")
+    cfgs = {k: StegoConfig(n_classes=11, batch_size=batch_size, max_steps=steps, seed=seed, step=k) for k in ('points', 'maps')}
+    knn = knn_indices(pool_features(feats), 7)
+    run = lambda k, m=steps: (lambda: train_stego(feats, dataclasses.replace(cfgs[k], max_steps=m), knn=knn, device='cpu'))
+    with pinned_threads(threads):
+        gap = _loss_gap(feats, cfgs['maps'], seed)
+        ts, _ = time_interleaved({'ours': run('points'), 'official': run('maps')}, reps=reps, warm={'ours': run('points', 1), 'official': run('maps', 1)})
+    ts = {k: [t / steps for t in v] for k, v in ts.items()}                    # seconds per training step
+    row = ratio_row(ts, 'ours', 'official', "STEGO's official step: the head on every cell of the batch's and partners' maps, then grid_sample at the sampled points (float32)",
+                    dict(loss_gap=gate(gap, tol)), shape=[n, c, h, w], batch_size=batch_size, steps=steps)
+    out = bench_summary('stego', [row], target=5, threads=threads, ours_steps_per_s=1e3 / row['ours_ms'], ref_steps_per_s=1e3 / row['ref_ms'], loss_gap=gap)
     if not out['ok']: raise AssertionError(f'bench_stego: the point step and the official step give losses {gap:.2e} apart (> {tol})')
     return out
