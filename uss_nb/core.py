@@ -115,12 +115,12 @@ def load(path, map_location='cpu'):
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise BadInputError(path, _why(e)) from e
 
-def load_dict(path, keys=(), what:str='checkpoint', map_location='cpu') -> dict:
+def load_dict(path, keys=(), what:str='a checkpoint', map_location='cpu') -> dict:
     "`load(path)` when it is a dict holding every key of `keys`, else a `BadInputError` naming the file and what it holds instead."
     d = load(path, map_location)
-    if not isinstance(d, dict): raise BadInputError(path, f'not a {what}: it holds a {type(d).__name__}, not a dict')
+    if not isinstance(d, dict): raise BadInputError(path, f'not {what}: it holds a {type(d).__name__}, not a dict')
     miss = [k for k in keys if k not in d]
-    if miss: raise BadInputError(path, f'not a {what}: it lacks {", ".join(map(repr, miss))}')
+    if miss: raise BadInputError(path, f'not {what}: it lacks {", ".join(map(repr, miss))}')
     return d
 
 # %% ../nbs/00_core.ipynb #e1be067d
