@@ -833,3 +833,15 @@ def test_uss_eval_refuses_an_unlabelled_folder_before_extraction(tmp_path, monke
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'has no labels' in err and str(tmp_path/'photos') in err, err
     assert not (tmp_path/'cache').exists()
+
+def test_a_full_disk_is_reported_for_tensors_too(tmp_path, monkeypatch):
+    "torch.save on a full device fails with an opaque RuntimeError; `save` still names the file and the cause (here /dev/full)."
+    if not os.path.exists('/dev/full'): pytest.skip('no /dev/full')
+    real = tempfile.mkstemp
+    def full(dir=None, prefix=None, suffix=None):
+        fd, name = real(dir=dir, prefix=prefix, suffix=suffix); os.close(fd)
+        return os.open('/dev/full', os.O_WRONLY), name              # the temporary file's writes go to a full device
+    monkeypatch.setattr(tempfile, 'mkstemp', full); monkeypatch.setattr(os, 'fchmod', lambda fd, mode: None)
+    with pytest.raises(BadInputError, match=re.escape(str(tmp_path/'feats.pt')) + ': cannot write: no space left on the device'):
+        save({'feats': torch.zeros(100_000)}, tmp_path/'feats.pt')
+    assert not list(tmp_path.iterdir())

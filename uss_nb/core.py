@@ -7,7 +7,7 @@ __all__ = ['NAME_MAX', 'BadInputError', 'get_device', 'seed_everything', 'fit_na
            'load_dict', 'save_json', 'load_json', 'config_hash']
 
 # %% ../nbs/00_core.ipynb #2c3a632b
-import os, re, json, errno, random, zipfile, hashlib, tempfile, contextlib, dataclasses
+import io, os, re, json, errno, random, zipfile, hashlib, tempfile, contextlib, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
@@ -87,7 +87,8 @@ def atomic_write(path, mode='wb', durable:bool=True):
 # %% ../nbs/00_core.ipynb #607e6518
 def save(obj, path, durable:bool=True):
     "Save `obj` (tensors, dicts, lists, numbers, strings) to `path` atomically with `torch.save` (`durable`: fsync it first)."
-    with atomic_write(path, durable=durable) as f: torch.save(obj, f)
+    buf = io.BytesIO(); torch.save(obj, buf)     # serialised first: torch reports a failed write (a full disk) only as an opaque RuntimeError
+    with atomic_write(path, durable=durable) as f: f.write(buf.getbuffer())
     return Path(path)
 
 def _check_crc(path):
