@@ -528,7 +528,9 @@ class ImageFolder(SegDataset):
     def __init__(self, path, recursive:bool=False, tfm=None, **kw):
         path = _need_dir(path, 'a folder of images')
         imgs = _list_images(path, recursive)
-        if not imgs: raise BadInputError(path, f'no images ({", ".join(IMAGE_EXTS)}){"" if recursive else "; recursive=True looks in sub-folders"}')
+        if not imgs:
+            subs = not recursive and any(d.is_dir() and not d.name.startswith('.') for d in path.iterdir())
+            raise BadInputError(path, f'no images ({", ".join(IMAGE_EXTS)}) in this folder{"; its sub-folders are not searched" if subs else ""}')
         names = [p.relative_to(path).with_suffix('').as_posix() for p in imgs]
         super().__init__(imgs, None, names, (), tfm, str(path), **kw)
 

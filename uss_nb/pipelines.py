@@ -130,6 +130,10 @@ OPTION_LIMITS = {   # option: (type, lowest, highest or None)
     'eigenvectors': (int, 2, 256), 'color_lambda': (float, 0., None), 'size': (int, 16, 8192), 'limit': (int, 1, None),
     'epochs': (int, 1, None), 'fit_pixels': (int, 1, None)}
 
+def _finite(v) -> bool:
+    try: return bool(np.isfinite(v))
+    except (TypeError, OverflowError): return isinstance(v, int)      # an integer beyond float's range is still finite
+
 def check_option(name:str, value):
     "`value` if it is allowed for option `name` (`OPTION_LIMITS`), else a `BadInputError` naming the option, what is allowed and the value."
     kind, lo, hi = OPTION_LIMITS[name]
@@ -137,7 +141,7 @@ def check_option(name:str, value):
         ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and lo <= value and (hi is None or value <= hi)
         allowed = f'an integer from {lo} to {hi}' if hi is not None else f'an integer >= {lo}'
     else:
-        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value) and lo <= value and (hi is None or value <= hi)
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and _finite(value) and lo <= value and (hi is None or value <= hi)
         allowed = f'a finite number >= {lo:g}' + (f' and <= {hi:g}' if hi is not None else '')
     if not ok: raise BadInputError(name, f'must be {allowed}, got {value!r}')
     return value
@@ -619,12 +623,9 @@ def _writable(out:Path):
 # %% ../nbs/12_pipelines.ipynb #2c27458b
 def image_dataset(paths, size:int=None, recursive:bool=False):
     "An unlabelled dataset of the image files and folders `paths` (EXIF orientation applied); `size` resizes the shorter side (within `WorkingRes`'s pixel budget)."
-    from uss_nb.data import ImageFolder, SegDataset, WorkingRes, IMAGE_EXTS, _list_images
+    from uss_nb.data import ImageFolder, SegDataset, WorkingRes, IMAGE_EXTS
     files = []
     for p in map(Path, [paths] if isinstance(paths, (str, Path)) else paths):
-        if p.is_dir() and not _list_images(p, recursive):
-            subs = not recursive and any(d.is_dir() and not d.name.startswith('.') for d in p.iterdir())
-            raise BadInputError(p, f'no images ({", ".join(IMAGE_EXTS)}) in this folder{"; its sub-folders are not searched: name them as well" if subs else ""}')
         if p.is_dir(): files += ImageFolder(p, recursive).image_paths
         elif not p.exists(): raise BadInputError(p, 'no such file or folder')
         elif p.suffix.lower() not in IMAGE_EXTS: raise BadInputError(p, f'not an image file (expected one of {", ".join(IMAGE_EXTS)})')
