@@ -566,3 +566,282 @@ def test_sinkhorn_marginals(n, m, log_eps, seed, bf16, zeros):
     assert float(r.plan[a == 0].abs().sum() + r.plan[:, b == 0].abs().sum()) == 0.
     torch.testing.assert_close(r.plan.sum(1), a, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(r.plan.sum(0), b, atol=1e-5, rtol=1e-4)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defects found by an adversarial pass: each test reproduces one and checks the fix
+
+import errno, gc, tempfile
+
+@pytest.fixture
+def no_image_reads(monkeypatch):
+    "Fail the test if any image file is decoded."
+    import uss_nb.data
+    def refuse(path, *a, **kw): raise AssertionError(f'an image was read: {path}')
+    monkeypatch.setattr(uss_nb.data, '_read_image', refuse)
+
+def _counting(bb):
+    calls = []; bb.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0])); return calls
+
+def test_empty_cache_entry_is_recomputed_with_a_warning(tmp_path, monkeypatch):
+    "A 0-byte entry (as a crash before an fsync leaves) is reported, recomputed and rewritten; entries are flushed to the disk."
+    from uss_nb.features import CacheWarning
+    ds, bb = RandomImages(3), tiny_vit(); calls = _counting(bb)
+    synced, real = [], os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(fd), real(fd))[1])
+    fs = extract_features(bb, ds, cache_dir=tmp_path, progress=False)
+    assert len(synced) >= 2 * 3 + 2                    # each entry and its folder, the manifest and its folder
+    p = entry_path(fs.folder, 'img01'); ref = fs['img01'].feats.clone()
+    p.write_bytes(b'')
+    with pytest.raises(BadInputError, match='empty file'): load(p)
+    calls.clear()
+    with pytest.warns(CacheWarning, match=re.escape(str(p))):
+        fs2 = extract_features(bb, ds, cache_dir=tmp_path, progress=False)
+    assert sum(calls) == 1 and torch.equal(fs2['img01'].feats, ref) and p.stat().st_size > 0
+
+def _png_with_broken_stream(path):
+    b = bytearray(_png_bytes(Image.fromarray(RGB))); i = b.find(b'IDAT') + 20
+    b[i:i + 40] = bytes(x ^ 0xff for x in b[i:i + 40]); path.write_bytes(bytes(b)); return path
+
+def test_png_with_a_corrupt_data_stream_is_refused(tmp_path):
+    p = _png_with_broken_stream(tmp_path/'noise.png')
+    with pytest.raises(BadInputError, match=re.escape(str(p)) + '.*corrupt'): read_image(p)
+    with pytest.raises(BadInputError, match='noise.png'): extract_features(tiny_vit(), ImageFolder(tmp_path), strict=True, progress=False)
+
+def _exif_jpeg(path, o):
+    ex = Image.Exif(); ex[0x0112] = o
+    Image.fromarray(RGB).save(path, exif=ex.tobytes(), quality=95); return path   # stored 48 wide, 40 high
+
+def test_uss_segment_applies_exif_orientation(tmp_path):
+    "A portrait phone photo (stored sideways, orientation 6) is segmented upright; an invalid orientation is ignored."
+    from uss_nb.pipelines import image_dataset, segment_paths
+    p = _exif_jpeg(tmp_path/'portrait.jpg', 6)
+    assert image_dataset([p])[0][0].shape == (3, 48, 40)
+    rows = segment_paths([p], tmp_path/'out', EvalConfig(pipeline='kmeans', backbone='tiny_vit'), n_clusters=2, size=32, progress=False)
+    assert rows[0]['size'][0] > rows[0]['size'][1]                        # taller than wide
+    for o in (9, 65535):                                                   # not orientations: read as stored, not stretched
+        q = _exif_jpeg(tmp_path/f'o{o}.jpg', o)
+        torch.testing.assert_close(read_image(q), read_image(q, exif=False))
+
+def test_short_side_resize_keeps_a_pixel_budget(tmp_path):
+    "A 2000x16 strip at --size 320 is not blown up to 40000x320."
+    from uss_nb.pipelines import image_dataset
+    Image.fromarray(RNG.integers(0, 256, (16, 2000, 3), dtype=np.uint8)).save(tmp_path/'strip.png')
+    ds = image_dataset([tmp_path/'strip.png'], size=320)
+    (h, w), x = ds.sizes()[0], ds[0][0]
+    assert tuple(x.shape[-2:]) == (h, w) and h * w <= 4 * 320 * 320 and w / h > 100
+
+def test_long_names_do_not_abort_runs(tmp_path):
+    "Percent-escaping (x3 for non-ASCII) and the temporary suffix must not overflow the file system's name limit."
+    NAME_MAX = os.pathconf(tmp_path, 'PC_NAME_MAX')
+    save({'x': 1}, tmp_path/('b' * 250 + '.pt'))                                 # the temporary name is longer still
+    names = ['é' * 100 + str(i) for i in range(2)]
+    class Named(RandomImages):
+        def __init__(self): super().__init__(2); self.names = names
+    fs = extract_features(tiny_vit(), Named(), cache_dir=tmp_path/'cache', progress=False)
+    assert fs.names == names and all(len(p.name.encode()) <= NAME_MAX for p in fs.folder.iterdir())
+    assert fs[names[0]].feats.shape[0] == 32 and not torch.equal(fs[names[0]].feats, fs[names[1]].feats)
+    from uss_nb.pipelines import segment_paths
+    p = tmp_path/('c' * 240 + '.png'); Image.fromarray(RGB).save(p)
+    rows = segment_paths([p], tmp_path/'out', EvalConfig(pipeline='kmeans', backbone='tiny_vit'), n_clusters=2, size=32, progress=False)
+    assert (tmp_path/'out'/rows[0]['labels']).is_file() and (tmp_path/'out'/rows[0]['overlay']).is_file()
+
+@pytest.mark.parametrize('content', [[1, 2], 7, torch.zeros(3), {'cfg': [1]}])
+def test_checkpoint_that_is_not_a_dict_is_refused(tmp_path, content):
+    p = save(content, tmp_path/'odd.pt')
+    feats = torch.randn(4, 16, 4, 4)
+    for f in (lambda: train_acg(feats, ACGConfig(epochs=1, n_steps=1), ckpt=p), lambda: ABC.load(p),
+              lambda: get_backbone('tiny_vit', checkpoint=p)):
+        with pytest.raises(BadInputError, match=re.escape(str(p))): f()
+    from uss_nb.core import load_dict
+    from uss_nb.features import CacheWarning
+    with pytest.raises(BadInputError, match=re.escape(str(p)) + ': not a checkpoint'): load_dict(p, ('model',))
+    if not isinstance(content, dict):
+        with pytest.warns(CacheWarning, match='odd.pt'): assert read_entry(p, 'x', 'h', tiny_vit()) is None
+
+def test_replaced_image_with_same_size_and_mtime_is_recomputed(tmp_path):
+    "The cache is keyed by the file's content: a different image of the same byte size and modification time is not served stale features."
+    d = tmp_path/'imgs'; d.mkdir(); p = d/'a.bmp'
+    Image.fromarray(RGB).save(p); st = p.stat()
+    bb = tiny_vit(); calls = _counting(bb)
+    old = extract_features(bb, ImageFolder(d), cache_dir=tmp_path/'cache', progress=False)['a'].feats.clone()
+    Image.fromarray(255 - RGB).save(p); os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+    calls.clear()
+    new = extract_features(bb, ImageFolder(d), cache_dir=tmp_path/'cache', progress=False)['a'].feats
+    assert sum(calls) == 1 and not torch.equal(new, old)
+    assert torch.equal(new, extract_features(tiny_vit(), ImageFolder(d), progress=False)['a'].feats)
+
+BAD_OPTIONS = [   # (subcommand, options, words the error must hold: the option, what is allowed, the value)
+    ('eval', ['--n_clusters', '0'], 'n_clusters: must be an integer from 1 to 65535, got 0'),
+    ('eval', ['--n_clusters', '-3'], 'n_clusters: must be an integer from 1 to 65535, got -3'),
+    ('eval', ['--n_init', '0'], 'n_init: must be an integer from 1 to 1000, got 0'),
+    ('eval', ['--scales', 'inf'], 'scales: must be one or more positive scale factors (finite numbers), got (inf,)'),
+    ('eval', ['--seed', str(2**64)], f'seed: must be an integer from 0 to {2**32 - 1}, got {2**64}'),
+    ('eval', ['--n_segments', '0'], 'n_segments: must be an integer from 1 to 254, got 0'),
+    ('eval', ['--n_segments', '300'], 'n_segments: must be an integer from 1 to 254, got 300'),
+    ('eval', ['--eigenvectors', '1'], 'eigenvectors: must be an integer from 2 to 256, got 1'),
+    ('eval', ['--eigenvectors', '0'], 'eigenvectors: must be an integer from 2 to 256, got 0'),
+    ('eval', ['--eigenvectors', '5000'], 'eigenvectors: must be an integer from 2 to 256, got 5000'),
+    ('eval', ['--color_lambda', 'nan'], 'color_lambda: must be a finite number >= 0, got nan'),
+    ('eval', ['--color_lambda', '-1'], 'color_lambda: must be a finite number >= 0, got -1.0'),
+    ('eval', ['--epochs', '0'], 'epochs: must be an integer >= 1, got 0'),
+    ('segment', ['--size', '-5'], 'size: must be an integer from 16 to 8192, got -5'),
+    ('segment', ['--n_clusters', '0'], 'n_clusters: must be an integer from 1 to 65535, got 0'),
+    ('segment', ['--seed', '-1'], 'seed: must be an integer from 0 to 4294967295, got -1'),
+    ('demo', ['--size', '-5'], 'size: must be an integer from 16 to 8192, got -5'),
+    ('demo', ['--limit', '-1'], 'limit: must be an integer >= 1, got -1'),
+    ('demo', ['--limit', '0'], 'limit: must be an integer >= 1, got 0'),
+]
+
+@pytest.mark.parametrize('cmd,opts,words', BAD_OPTIONS, ids=[f'{c}{"".join(o)}' for c, o, _ in BAD_OPTIONS])
+def test_option_values_are_checked_before_any_image_is_read(cmd, opts, words, tmp_path, monkeypatch, capsys, no_image_reads):
+    from uss_nb.pipelines import main
+    _split(tmp_path, bad=False)
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    base = {'eval': ['--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit'],
+            'segment': [str(tmp_path/'camvid'/'val'/'images'), '--out', str(tmp_path/'out'), '--backbone', 'tiny_vit'],
+            'demo': ['--out', str(tmp_path/'out'), '--backbone', 'tiny_vit']}[cmd]
+    monkeypatch.setattr(sys, 'argv', ['uss', cmd, *base, '--quiet', *opts])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and words in err, err
+    assert not (tmp_path/'cache').exists() and not (tmp_path/'out').exists()
+
+def test_more_than_255_clusters_write_16_bit_labels(tmp_path):
+    from uss_nb.pipelines import segment_paths
+    Image.fromarray(RNG.integers(0, 256, (160, 192, 3), dtype=np.uint8)).save(tmp_path/'a.png')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')          # some of 300 clusters may be empty
+        rows = segment_paths([tmp_path/'a.png'], tmp_path/'out', EvalConfig(pipeline='kmeans', backbone='tiny_vit', n_init=1), n_clusters=300, size=160, progress=False)
+    with Image.open(tmp_path/'out'/'a_labels.png') as im: mode, lab = im.mode, np.asarray(im)
+    assert mode.startswith('I') and lab.max() > 255 and lab.max() < 300 and sorted(np.unique(lab).tolist()) == rows[0]['clusters']
+
+def test_disk_errors_name_the_path_and_the_cause(tmp_path, monkeypatch, capsys):
+    from uss_nb.pipelines import main
+    def fail(code): 
+        def f(*a, **kw): raise OSError(code, os.strerror(code))
+        return f
+    monkeypatch.setattr(os, 'fsync', fail(errno.ENOSPC))
+    with pytest.raises(BadInputError, match=re.escape(str(tmp_path/'c')) + '.*no space left on the device'):
+        extract_features(tiny_vit(), RandomImages(2), cache_dir=tmp_path/'c', progress=False)
+    assert not [p for p in (tmp_path/'c').rglob('*.tmp')]                       # no temporary file left behind
+    monkeypatch.undo()
+    monkeypatch.setattr(tempfile, 'mkstemp', fail(errno.EROFS))
+    with pytest.raises(BadInputError, match='x.pt: cannot write: read-only file system'): save({}, tmp_path/'x.pt')
+    monkeypatch.undo()
+    _split(tmp_path, bad=False)
+    monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setattr(os, 'fsync', fail(errno.ENOSPC))
+    monkeypatch.setattr(sys, 'argv', ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and str(tmp_path/'cache') in err and 'no space left' in err and 'Traceback' not in err, err
+
+def test_class_list_must_be_utf8_and_unique(tmp_path):
+    d = _split(tmp_path, bad=False)
+    (d/'classes.txt').write_bytes('ciel\nsol\n'.encode('utf-16'))
+    with pytest.raises(BadInputError, match=r'classes\.txt.*not UTF-8'): SplitFolder(d, 'val')
+    (d/'classes.txt').write_bytes('forêt\nsol\n'.encode('latin-1'))
+    with pytest.raises(BadInputError, match=r'classes\.txt.*not UTF-8.*0xea'): SplitFolder(d, 'val')
+    (d/'classes.txt').write_text('sky\nsky\n')
+    with pytest.raises(BadInputError, match=r"classes\.txt.*more than once: \['sky'\]"): SplitFolder(d, 'val')
+    (d/'classes.txt').write_text('ciel\nforêt\n', encoding='utf-8-sig')
+    assert SplitFolder(d, 'val').classes == ['ciel', 'forêt']
+
+def test_images_too_small_for_dsm_are_skipped_and_listed(tmp_path, monkeypatch):
+    "With 16-pixel patches a 20x20 image gives one feature cell: DSM cannot segment it; it is listed, the rest scored."
+    import uss_nb.pipelines as P
+    d = _split(tmp_path, bad=False)
+    Image.fromarray(RNG.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(d/'val'/'images'/'tiny.png')
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(d/'val'/'labels'/'tiny.png')
+    monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setattr(P, 'load_backbone', lambda name: tiny_vit(patch_size=16))
+    for pipeline in ('dsm+kmeans', 'kmeans'):
+        cfg = EvalConfig(pipeline=pipeline, backbone='tiny_vit', n_clusters=2, n_segments=2, k=3, fit_on='dsm' if pipeline == 'kmeans' else 'pixels')
+        r = evaluate_pipeline(SplitFolder(d, 'val'), cfg, progress=False)
+        if pipeline == 'kmeans': assert r['n_scored'] == 4 and not r['skipped']        # k-means labels it; it only adds no segment
+        else: assert r['n_scored'] == 3 and list(r['skipped']) == ['tiny'] and 'tiny.png' in r['skipped']['tiny'] and 'too small' in r['skipped']['tiny']
+
+def test_numerics_refuse_inputs_that_would_give_nan():
+    from uss_nb.spectral import spectral_segments, SpectralConfig
+    C = torch.rand(3, 4)
+    cases = [(lambda: sinkhorn(torch.cat([C[:2], torch.full((1, 4), math.inf)])), '+inf everywhere'),
+             (lambda: sinkhorn(torch.full((3, 4), math.inf)), '+inf everywhere'),
+             (lambda: sinkhorn(C, a=torch.tensor([.5, math.nan, .5])), 'NaN'),
+             (lambda: sinkhorn(C, tau_a=math.nan), 'tau'),
+             (lambda: sinkhorn(C, eps=math.inf), 'eps'),
+             (lambda: sinkhorn(torch.zeros(0, 4)), 'empty'),
+             (lambda: sinkhorn(torch.zeros(3, 0)), 'empty'),
+             (lambda: KMeans(2).fit(torch.randn(20, 3) * 1e20), 'overflow'),
+             (lambda: KMeans(2, metric='cosine').fit(torch.randn(20, 3) * 1e20), 'overflow'),
+             (lambda: spectral_eigs(torch.full((1, 6, 6), math.nan), 3), 'NaN'),
+             (lambda: spectral_segments(torch.full((1, 8, 3, 3), math.nan), cfg=SpectralConfig(k=3, n_segments=2)), 'NaN'),
+             (lambda: spectral_segments(torch.randn(1, 8, 1, 1), cfg=SpectralConfig(k=3, n_segments=2)), '1 nodes')]
+    for f, words in cases:
+        with pytest.raises(BadInputError, match=re.escape(words)): f()
+    r = sinkhorn(C, tau_a=math.inf, eps=0.1)                                     # inf: a hard constraint, as documented
+    assert finite(r.plan, r.f, r.g)
+
+def test_files_get_the_permissions_of_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        paths = [save({'x': 1}, tmp_path/'a.pt'), save_json({}, tmp_path/'b.json')]
+        fs = extract_features(tiny_vit(), RandomImages(1), cache_dir=tmp_path/'cache', progress=False)
+        paths += [entry_path(fs.folder, 'img00'), fs.folder/'manifest.json']
+        for p in paths: assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
+    finally: os.umask(old)
+
+@pytest.mark.parametrize('ext', ['gif', 'tif'])
+def test_multi_frame_files_are_closed(tmp_path, ext):
+    frames = [Image.fromarray(np.roll(RGB, i, 0)) for i in range(3)]
+    p = tmp_path/f'anim.{ext}'; frames[0].save(p, save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        x = read_image(p); gc.collect()
+    assert x.shape == (3, 40, 48)
+    assert not [m for m in w if issubclass(m.category, ResourceWarning)], [str(m.message) for m in w]
+
+def test_broken_symlinks_in_a_folder_are_listed(tmp_path):
+    Image.fromarray(RGB).save(tmp_path/'good.png'); (tmp_path/'gone.png').symlink_to(tmp_path/'deleted.png')
+    ds = ImageFolder(tmp_path)
+    assert ds.names == ['gone', 'good']
+    with pytest.warns(InputWarning, match='gone.png: broken symbolic link'): fs = extract_features(tiny_vit(), ds, progress=False)
+    assert fs.names == ['good'] and 'broken symbolic link' in fs.skipped['gone']
+
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
+def test_unsafe_pickle_refusal_does_not_advise_switching_the_check_off(tmp_path):
+    p = tmp_path/'evil.pt'; torch.save({'head': _Evil(tmp_path/'pwned')}, p)
+    with pytest.raises(BadInputError) as e: load(p)
+    msg = str(e.value)
+    assert 'evil.pt: refused' in msg and 'weights_only' not in msg and 'two options' not in msg, msg
+    assert not (tmp_path/'pwned').exists()
+
+def test_empty_folder_message_fits_the_command_line(tmp_path, monkeypatch, capsys):
+    from uss_nb.pipelines import main
+    (tmp_path/'photos'/'trip').mkdir(parents=True); Image.fromarray(RGB).save(tmp_path/'photos'/'trip'/'a.png')
+    monkeypatch.setattr(sys, 'argv', ['uss', 'segment', str(tmp_path/'photos'), '--out', str(tmp_path/'out'), '--quiet'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and 'no images' in err and 'sub-folders are not searched' in err and 'recursive' not in err, err
+
+def test_uss_eval_refuses_an_unlabelled_folder_before_extraction(tmp_path, monkeypatch, capsys, no_image_reads):
+    from uss_nb.pipelines import main
+    (tmp_path/'photos').mkdir(); Image.fromarray(RGB).save(tmp_path/'photos'/'a.png')
+    monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setattr(sys, 'argv', ['uss', 'eval', '--data', str(tmp_path/'photos'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet'])
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and 'has no labels' in err and str(tmp_path/'photos') in err, err
+    assert not (tmp_path/'cache').exists()
+
+def test_a_full_disk_is_reported_for_tensors_too(tmp_path, monkeypatch):
+    "torch.save on a full device fails with an opaque RuntimeError; `save` still names the file and the cause (here /dev/full)."
+    if not os.path.exists('/dev/full'): pytest.skip('no /dev/full')
+    real = tempfile.mkstemp
+    def full(dir=None, prefix=None, suffix=None):
+        fd, name = real(dir=dir, prefix=prefix, suffix=suffix); os.close(fd)
+        return os.open('/dev/full', os.O_WRONLY), name              # the temporary file's writes go to a full device
+    monkeypatch.setattr(tempfile, 'mkstemp', full); monkeypatch.setattr(os, 'fchmod', lambda fd, mode: None)
+    with pytest.raises(BadInputError, match=re.escape(str(tmp_path/'feats.pt')) + ': cannot write: no space left on the device'):
+        save({'feats': torch.zeros(100_000)}, tmp_path/'feats.pt')
+    assert not list(tmp_path.iterdir())

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BadInputError, get_device, seed_everything, save, load, config_hash
+from .core import BadInputError, get_device, seed_everything, save, load, load_dict, config_hash
 
 # %% ../nbs/07_acg.ipynb #90a52e08
 def tokens(feats) -> torch.Tensor:
@@ -173,9 +173,11 @@ def _setup(features, cfg, ckpt):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, key = 0, [], _train_hash(cfg, dim)
     if ckpt is not None and Path(ckpt).exists():
-        st = load(ckpt)
+        st = load_dict(ckpt, ('key', 'model', 'opt', 'epoch', 'history'), 'an ACG checkpoint')
         if st['key'] != key: raise BadInputError(ckpt, 'checkpoint was made with different settings')
-        model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); start, history = st['epoch'], list(st['history'])
+        try: model.load_state_dict(st['model']); opt.load_state_dict(st['opt']); start, history = int(st['epoch']), list(st['history'])
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+            raise BadInputError(ckpt, f'not an ACG checkpoint of this model ({type(e).__name__}: {e})') from None
     return features, device, model, opt, start, history, key
 
 def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):

@@ -7,7 +7,7 @@ __all__ = ['BOUND_PRESETS', 'VARIANTS', 'cluster_bounds', 'coverage_loss', 'disj
            'ABCConfig', 'ABC', 'bench_abc', 'segment_masks', 'masked_crop', 'ClusterExplorer']
 
 # %% ../nbs/08_attention_clustering.ipynb #263f8aa5
-import math, copy
+import math, copy, contextlib
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -18,7 +18,7 @@ from fastcore.basics import patch
 import matplotlib.pyplot as plt
 import ipywidgets as widgets
 from IPython.display import display, clear_output
-from .core import BadInputError, get_device, save as _save, load as _load
+from .core import BadInputError, get_device, save as _save, load as _load, load_dict as _load_dict
 
 # %% ../nbs/08_attention_clustering.ipynb #f04c885d
 BOUND_PRESETS = {
@@ -255,29 +255,40 @@ def save(self:ABC, path):
     return _save(self._state(), path)
 
 _RUN_KEYS = ('epochs', 'patience', 'min_delta')   # may change when a run is resumed
+_CKPT_KEYS = ('cfg', 'head', 'opt', 'gen', 'mean', 'history', 'epoch', 'best')
+
+@contextlib.contextmanager
+def _refused(path):
+    "Turn the errors of reading a malformed checkpoint's fields into a `BadInputError` naming `path`."
+    try: yield
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        if isinstance(e, BadInputError): raise
+        raise BadInputError(path, f'not an ABC checkpoint ({type(e).__name__}: {e})') from None
 
 @patch
 def _resume(self:ABC, path):
     "Continue from the checkpoint at `path`; its configuration must match ours except for the run length."
-    s = _load(path, map_location=self.device)
+    s = _load_dict(path, _CKPT_KEYS, 'an ABC checkpoint', map_location=self.device)
     mine = self._state()['cfg']
-    diff = [key for key in mine if key not in _RUN_KEYS and s['cfg'].get(key) != mine[key]]
-    if diff: raise BadInputError(path, f'checkpoint configuration differs in {diff}')
-    self.head.load_state_dict(s['head']); self.gen.set_state(s['gen'])
-    if s['opt']: self.opt.load_state_dict(s['opt'])
-    self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
+    with _refused(path):
+        diff = [key for key in mine if key not in _RUN_KEYS and s['cfg'].get(key) != mine[key]]
+        if diff: raise BadInputError(path, f'checkpoint configuration differs in {diff}')
+        self.head.load_state_dict(s['head']); self.gen.set_state(s['gen'])
+        if s['opt']: self.opt.load_state_dict(s['opt'])
+        self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
     if self.epoch < self.cfg.epochs and self.best['bad'] < self.cfg.patience: self.best['stopped'] = False
 
 @patch(cls_method=True)
 def load(cls:ABC, path, device=None):
     "A fitted `ABC` from a checkpoint written by `ABC.save` (best weights), ready for `predict`."
-    s = _load(path)
-    cfg = dict(s['cfg']); k = cfg.pop('k')
-    self = cls(k, device=device, **cfg)
-    self.head = ABCHead(k, cfg['dim'], cfg['variant'], cfg['heads'], cfg['steps'], cfg['norm'])
-    self.head.load_state_dict(s['best']['state']); self.head.to(self.device)
-    self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
-    self.opt, self.gen = None, torch.Generator(); self.gen.set_state(s['gen'])
+    s = _load_dict(path, _CKPT_KEYS, 'an ABC checkpoint')
+    with _refused(path):
+        cfg = dict(s['cfg']); k = cfg.pop('k')
+        self = cls(k, device=device, **cfg)
+        self.head = ABCHead(k, cfg['dim'], cfg['variant'], cfg['heads'], cfg['steps'], cfg['norm'])
+        self.head.load_state_dict(s['best']['state']); self.head.to(self.device)
+        self.mean_, self.history, self.epoch, self.best = s['mean'].to(self.device), list(s['history']), s['epoch'], dict(s['best'])
+        self.opt, self.gen = None, torch.Generator(); self.gen.set_state(s['gen'])
     return self
 
 # %% ../nbs/08_attention_clustering.ipynb #ed751650

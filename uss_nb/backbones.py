@@ -271,8 +271,10 @@ def _read_state_dict(path):
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
             return load_file(str(path))
-        return torch.load(path, map_location='cpu', weights_only=True)
+        sd = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise BadInputError(path, f'cannot be read as a checkpoint ({type(e).__name__}: {e})') from e
+    if not isinstance(sd, dict): raise BadInputError(path, f'not a checkpoint: it holds a {type(sd).__name__}, not a dict of weights')
+    return sd
 
 def _unwrap(sd):
     "Take the backbone out of DINO training checkpoints and wrappers (`teacher`, `model`, `module.`, `backbone.`)."

@@ -63,6 +63,7 @@ def _open_unchecked(path):
 def _open(path, what='image'):
     "Open `path` lazily with Pillow; a missing, empty, unidentifiable or too large file raises `BadInputError`."
     path = Path(path)
+    if path.is_symlink() and not path.exists(): raise BadInputError(path, f'broken symbolic link (to {os.readlink(path)}, which does not exist)')
     if not path.is_file(): raise BadInputError(path, 'no such file')
     if path.stat().st_size == 0: raise BadInputError(path, 'empty file (0 bytes)')
     try:
@@ -96,15 +97,17 @@ def _budget_size(h, w, max_pixels):
 _T = Image.Transpose   # EXIF orientation -> the transpose that displays the image upright
 _ORIENT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
 
-def _orientation(im):
-    "The EXIF orientation of `im` (1 = as stored; 5..8 swap width and height)."
-    try: return int(im.getexif().get(0x0112, 1))
+def _orientation(im, path):
+    "The EXIF orientation of `im` (1 = as stored; 5..8 swap width and height); an unreadable EXIF block or a value outside 1..8 counts as 1."
+    if im.format == 'PNG': _load(im, path)     # Pillow finds a PNG's EXIF only by decoding it: a failure there is the image's
+    try: o = int(im.getexif().get(0x0112, 1))
     except Exception: return 1
+    return o if 1 <= o <= 8 else 1
 
 def image_size(path, exif=True):
-    "`(H, W)` of the image at `path` as `read_image` sees it before any resizing, read from the header only."
-    with _open(path) as im: w, h = im.size; o = _orientation(im)
-    return (w, h) if exif and o >= 5 else (h, w)
+    "`(H, W)` of the image at `path` as `read_image` sees it before any resizing, read from the header only (PNGs: decoded, to find their EXIF)."
+    with _open(path) as im: w, h = im.size; o = _orientation(im, path) if exif else 1
+    return (w, h) if o >= 5 else (h, w)
 
 # %% ../nbs/01_data.ipynb #59436131
 def _rescale(a, path, kind):
@@ -147,16 +150,18 @@ def _plan(im, path, min_size, max_pixels):
         warnings.warn(f'{path}: {w0}x{h0} pixels is above max_pixels={max_pixels}; shrunk to {tw}x{th}', InputWarning, stacklevel=4)
         if im.format == 'JPEG': im.draft(im.mode, (tw, th))        # decode at 1/2, 1/4 or 1/8 scale
     if _bomb_limit() and im.size[0] * im.size[1] > _bomb_limit(): raise _too_big(path, im.size)
-    return _orientation(im), (h0, w0), (th, tw)
+    return _orientation(im, path), (h0, w0), (th, tw)
 
 def _decode(path, min_size, max_pixels):
     "Open, check and decode `path`; 8-bit images come back shrunk to the budget. Returns `(im, orientation, (h0, w0), (th, tw))`."
     im = _open(path)
     try: o, (h0, w0), (th, tw) = _plan(im, path, min_size, max_pixels); im = _load(im, path)
     except BaseException: im.close(); raise
+    src = im
     if im.size != (tw, th) and not (im.mode.startswith('I') or im.mode == 'F'):
         if im.mode in ('P', '1'): im = im.convert('RGBA' if 'transparency' in im.info else ('L' if im.mode == '1' else 'RGB'))
         im = im.resize((tw, th), Image.Resampling.BILINEAR)
+    if im is not src: src.close()      # multi-frame files (GIF, TIFF) keep their file open until closed
     return im, o, (h0, w0), (th, tw)
 
 def _read_image(path, min_size=16, max_pixels=4096*4096, background=(1., 1., 1.), exif=True):
@@ -166,9 +171,9 @@ def _read_image(path, min_size=16, max_pixels=4096*4096, background=(1., 1., 1.)
         raise BadInputError('background', f'must be None or 3 values in [0,1], got {background}')
     im, o, (h0, w0), (th, tw) = _decode(path, min_size, max_pixels)
     if not exif: o = 1
-    if o in _ORIENT: im = im.transpose(_ORIENT[o])
+    with im: a = _as_rgb(im.transpose(_ORIENT[o]) if o in _ORIENT else im, path, background)
     if o >= 5: h0, w0, th, tw = w0, h0, tw, th
-    x = torch.from_numpy(_as_rgb(im, path, background)).permute(2, 0, 1)
+    x = torch.from_numpy(a).permute(2, 0, 1)
     if x.shape[-2:] != (th, tw): x = resize_to(x, (th, tw))      # 16-bit and float images shrink here
     return x.contiguous(), (h0, w0)
 
@@ -251,23 +256,30 @@ def resize_to_multiple(x, patch:int, mode:str='crop'):
 
 # %% ../nbs/01_data.ipynb #3cec2ac8
 class WorkingRes:
-    "Transform `(image, label)`: shorter side to `size` (if given), then H, W to multiples of `patch` (if given) by `mode`."
-    def __init__(self, size:int=None, patch:int=None, mode:str='crop'): self.size, self.patch, self.mode = size, patch, mode
+    "Transform `(image, label)`: shorter side to `size` (if given) within `max_pixels` (default 4·size²), then H, W to multiples of `patch` (if given) by `mode`."
+    def __init__(self, size:int=None, patch:int=None, mode:str='crop', max_pixels:int=None):
+        self.size, self.patch, self.mode = size, patch, mode
+        self.max_pixels = max_pixels or (4 * size * size if size else None)
+    def _resized(self, h, w):
+        "`(H, W)` after the shorter-side resize and the pixel budget."
+        return _budget_size(*_short_size(h, w, self.size), self.max_pixels) if self.size else (h, w)
     def __call__(self, img, label=None):
-        if self.size: img, label = resize_short(img, self.size), None if label is None else resize_short(label, self.size)
+        if self.size:
+            hw = self._resized(*img.shape[-2:])
+            img, label = resize_to(img, hw), None if label is None else resize_to(label, hw)
         if self.patch:
             img = resize_to_multiple(img, self.patch, self.mode)
             label = None if label is None else resize_to_multiple(label, self.patch, self.mode)
         return img, label
     def out_size(self, h, w):
         "The `(H, W)` an input of size `(h, w)` comes out as."
-        if self.size: h, w = _short_size(h, w, self.size)
+        h, w = self._resized(h, w)
         if not self.patch: return h, w
         p = self.patch
         if self.mode == 'pad': return h + -h % p, w + -w % p
         if self.mode == 'resize': return _nearest_multiple(h, p), _nearest_multiple(w, p)
         return h // p * p, w // p * p
-    def __repr__(self): return f'WorkingRes(size={self.size}, patch={self.patch}, mode={self.mode!r})'
+    def __repr__(self): return f'WorkingRes(size={self.size}, patch={self.patch}, mode={self.mode!r}, max_pixels={self.max_pixels})'
 
 # %% ../nbs/01_data.ipynb #f3732c7c
 def _check_names(names, what):
@@ -279,13 +291,14 @@ class SegDataset(torch.utils.data.Dataset):
     "Items `(image (3,H,W) float in [0,1], label (H,W) int64 with 255 = ignore or None, name)`."
     exif, lut = False, None
     def __init__(self, image_paths, label_paths=None, names=None, classes=(), tfm=None, desc='',
-                 min_size=16, max_pixels=4096*4096):
+                 min_size=16, max_pixels=4096*4096, exif:bool=None):
         self.image_paths = [Path(p) for p in image_paths]
         self.label_paths = [None if p is None else Path(p) for p in label_paths] if label_paths is not None else [None] * len(self.image_paths)
         self.names = list(names) if names is not None else [p.stem for p in self.image_paths]
         if not len(self.image_paths) == len(self.label_paths) == len(self.names): raise BadInputError(desc or 'dataset', 'images, labels and names differ in number')
         _check_names(self.names, desc or 'dataset')
         self.classes, self.tfm, self.desc, self.min_size, self.max_pixels = list(classes), tfm, desc, min_size, max_pixels
+        if exif is not None: self.exif = exif          # apply EXIF orientation (photos) or not (labelled data: class default)
 
     @property
     def n_classes(self): return len(self.classes)
@@ -328,10 +341,25 @@ def _need_dir(path, what):
     return path
 
 def _list_images(folder, recursive=False):
-    "Image files (by extension, case-insensitive; hidden files skipped) under `folder`, sorted."
+    "Image files (by extension, case-insensitive; hidden files skipped; broken symbolic links kept, to be reported when read) under `folder`, sorted."
     it = folder.rglob('*') if recursive else folder.iterdir()
-    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTS and p.is_file()
+    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTS and (p.is_file() or (p.is_symlink() and not p.exists()))
                   and not any(part.startswith('.') for part in p.relative_to(folder).parts))
+
+def _read_text(path, what):
+    "The text of `path` as UTF-8 (a byte-order mark allowed); other encodings raise `BadInputError` naming the byte."
+    try: return Path(path).read_bytes().decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        raise BadInputError(path, f'{what} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it as UTF-8') from None
+
+def _read_classes(path):
+    "Class names, one a line (line i = id i), from `path`; missing, empty, non-UTF-8 or repeated names raise `BadInputError`."
+    path = Path(path)
+    classes = [l.strip() for l in _read_text(path, 'the class list').splitlines() if l.strip()] if path.is_file() else None
+    if not classes: raise BadInputError(path, 'missing or empty; one class name a line is needed')
+    dup = [n for n, c in collections.Counter(classes).items() if c > 1]
+    if dup: raise BadInputError(path, f'class names occur more than once: {dup[:5]}; each line names a different class')
+    return classes
 
 def _need_files(paths, what):
     "Raise `BadInputError` when any of `paths` is missing."
@@ -342,8 +370,7 @@ class SplitFolder(SegDataset):
     "`root/classes.txt`, `root/split/images/NAME.*` and `root/split/labels/NAME.png` (uint8, 255 = ignore)."
     def __init__(self, root, split, tfm=None, **kw):
         root = _need_dir(root, f'a dataset with {split}/images'); d = _need_dir(root/split/'images', f'split {split!r}')
-        classes = [l.strip() for l in (root/'classes.txt').read_text().splitlines() if l.strip()] if (root/'classes.txt').is_file() else None
-        if not classes: raise BadInputError(root/'classes.txt', 'missing or empty; one class name a line is needed')
+        classes = _read_classes(root/'classes.txt')
         imgs = _list_images(d)
         if not imgs: raise BadInputError(d, f'no images ({", ".join(IMAGE_EXTS)})')
         lbls = [root/split/'labels'/f'{p.stem}.png' for p in imgs]
@@ -366,7 +393,7 @@ def _read_list(path):
     "Non-empty stripped lines of the list file `path` (first field of each line)."
     path = Path(path)
     if not path.is_file(): raise BadInputError(path, 'no such list file')
-    return [l.split()[0] for l in path.read_text().splitlines() if l.strip()]
+    return [l.split()[0] for l in _read_text(path, 'the list').splitlines() if l.strip()]
 
 class VOC2012(SegDataset):
     "PASCAL VOC 2012 segmentation (21 classes, 255 = ignore) in its standard layout; splits train, val, trainval."
@@ -501,7 +528,9 @@ class ImageFolder(SegDataset):
     def __init__(self, path, recursive:bool=False, tfm=None, **kw):
         path = _need_dir(path, 'a folder of images')
         imgs = _list_images(path, recursive)
-        if not imgs: raise BadInputError(path, f'no images ({", ".join(IMAGE_EXTS)}){"" if recursive else "; recursive=True looks in sub-folders"}')
+        if not imgs:
+            subs = not recursive and any(d.is_dir() and not d.name.startswith('.') for d in path.iterdir())
+            raise BadInputError(path, f'no images ({", ".join(IMAGE_EXTS)}) in this folder{"; its sub-folders are not searched" if subs else ""}')
         names = [p.relative_to(path).with_suffix('').as_posix() for p in imgs]
         super().__init__(imgs, None, names, (), tfm, str(path), **kw)
 

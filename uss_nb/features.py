@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'REF_ATTN', 'FEATURE_TOL', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig',
-           'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'read_entry', 'FeatureSet',
-           'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'pca_rgb',
-           'FeatureExplorer', 'bench_features']
+           'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'CacheWarning',
+           'read_entry', 'FeatureSet', 'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features',
+           'pca_rgb', 'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
-import os, sys, time, math, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
+import os, sys, time, math, hashlib, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 import uss_nb
-from .core import BadInputError, save, load, save_json, load_json, config_hash, get_device
+from .core import BadInputError, save, load, save_json, load_json, config_hash, get_device, fit_name
 from .backbones import Backbone, DenseOut, get_backbone, int8_backbone, cpu_has_amx
 from .data import InputWarning
 
@@ -100,17 +100,19 @@ def cache_folder(cache_dir, cfg:FeatureConfig) -> Path:
     return Path(cache_dir)/f"{quote(cfg.backbone.replace(':', '-'), safe='')}-{config_hash(cfg)}"
 
 def entry_path(folder, name) -> Path:
-    "File of the entry for image `name` (any string; '/' and other unsafe characters are escaped)."
-    return Path(folder)/f"{quote(str(name), safe='')}.pt"
+    "File of the entry for image `name` (any string; '/' and other unsafe characters are escaped; a name too long for the file system is shortened by `fit_name`)."
+    return Path(folder)/fit_name(f"{quote(str(name), safe='')}.pt")
 
 def _file_id(p) -> str:
+    "The resolved path of file `p` and a hash (BLAKE2b) of its bytes; 'missing' when it cannot be read."
     p = Path(p)
-    try: st = p.stat()
+    try:
+        with open(p, 'rb') as f: h = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
     except OSError: return f'{p.absolute()}:missing'
-    return f'{p.resolve()}:{st.st_size}:{st.st_mtime_ns}'
+    return f'{p.resolve()}:{h}'
 
 def image_sources(dataset):
-    "Per item, the identity of the file it is read from (resolved path, size, mtime) and of the dataset's transform `tfm` (its repr) if any, from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
+    "Per item, the identity of the file it is read from (resolved path, hash of its bytes) and of the dataset's transform `tfm` (its repr) if any, from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
     s = getattr(dataset, 'sources', None)
     if s is not None: return list(s)
     paths = getattr(dataset, 'image_paths', None)
@@ -133,11 +135,22 @@ def _entries(out:DenseOut, names, size, h, dtype, srcs):
     return [dict(name=n, hash=h, src=s, size=list(size), feats=part(f, j), cls=part(c, j), attn=part(a, j))
             for j, (n, s) in enumerate(zip(names, srcs))]
 
+class CacheWarning(InputWarning):
+    "A cache entry could not be read and is computed again; the message names its file and why."
+
 def read_entry(path, name, h, backbone, size=None, src=None):
-    "The `DenseOut` cached at `path` if it is sound (loads, same hash and name, same source `src` when given, right shape), else None."
-    try: e = load(path)
-    except BadInputError: return None
-    if not isinstance(e, dict) or e.get('hash') != h or e.get('name') != name: return None
+    "The `DenseOut` cached at `path` if it is sound (loads, same hash and name, same source `src` when given, right shape), else None; an entry that exists but cannot be read warns (`CacheWarning`)."
+    if not os.path.lexists(path): return None
+    try: return _sound_entry(load(path), path, name, h, backbone, size, src)
+    except Exception as e:
+        msg = str(e) if isinstance(e, BadInputError) else f'{path}: {type(e).__name__}: {e}'
+        warnings.warn(f'unreadable cache entry, computed again: {msg}', CacheWarning, stacklevel=2)
+        return None
+
+def _sound_entry(e, path, name, h, backbone, size, src):
+    "`read_entry`'s checks of the loaded entry `e`."
+    if not isinstance(e, dict): raise BadInputError(path, f'not a cache entry: it holds a {type(e).__name__}, not a dict')
+    if e.get('hash') != h or e.get('name') != name: return None
     if src is not None and e.get('src') != src: return None
     f = e.get('feats')
     if not isinstance(f, torch.Tensor) or f.ndim != 3 or f.shape[0] != backbone.dim: return None
@@ -245,7 +258,7 @@ def extract_features(backbone, dataset, cache_dir=None, batch_size:int=8, resize
         out = _run(backbone, list(imgs), device, channels_last, compute)
         for e in _entries(out, [seen[i] for i in ids], key, h, dtype, [src(i) for i in ids]):
             if folder is None: mem[e['name']] = DenseOut(e['feats'], e['cls'], e['attn'])
-            else: pending.append(pool.submit(save, e, entry_path(folder, e['name']), durable=False))   # checked when read
+            else: pending.append(pool.submit(save, e, entry_path(folder, e['name'])))
         while len(pending) > 4 * batch_size: pending.popleft().result()     # bounds memory; raises a failed write
         bar.update(len(ids))
     with torch.inference_mode(), tqdm(total=len(todo), desc=backbone.name, disable=not progress) as bar, \
@@ -303,10 +316,10 @@ def _scaled(resize, s):
     return tuple(max(1, round(r * s)) for r in resize)
 
 def check_scales(scales) -> tuple:
-    "`scales` as a tuple if it holds one or more positive numbers, else a `BadInputError`."
+    "`scales` as a tuple if it holds one or more positive finite numbers, else a `BadInputError`."
     scales = tuple(scales)
-    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in scales):
-        raise BadInputError('scales', f'must be one or more positive scale factors, got {scales!r}')
+    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < math.inf for s in scales):
+        raise BadInputError('scales', f'must be one or more positive scale factors (finite numbers), got {scales!r}')
     return scales
 
 def multiscale_features(backbone, dataset, scales=(1.0, 1.5), resize=None, **kw) -> MultiScaleFeatures:

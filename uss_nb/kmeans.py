@@ -219,12 +219,14 @@ class KMeans:
 
 # %% ../nbs/06_kmeans.ipynb #7b89047b
 def _prepare(self:KMeans, features, what='features') -> torch.Tensor:
-    "Features as a finite float32 `(N, D)` tensor, L2-normalised for the cosine metric."
+    "Features as a finite float32 `(N, D)` tensor whose squared distances fit float32, L2-normalised for the cosine metric."
     x = torch.as_tensor(features)
     if x.ndim != 2 or not x.is_floating_point():
         raise BadInputError(what, f'expected a float (N, D) tensor, got {tuple(x.shape)} {x.dtype}')
     x = x.float()
     if not bool(torch.isfinite(x).all()): raise BadInputError(what, 'contains NaN or infinite values')
+    big, lim = (float(x.abs().max()) if x.numel() else 0.), (torch.finfo(torch.float32).max / (4 * max(1, x.shape[1]))) ** 0.5
+    if big > lim: raise BadInputError(what, f'values up to {big:.3g} overflow float32 in squared distances (at most {lim:.3g} in {x.shape[1]} dimensions); rescale them')
     if self.metric == 'cosine':
         if bool((x.norm(dim=1) == 0).any()): raise BadInputError(what, 'has all-zero rows, which have no direction (cosine metric)')
         x = F.normalize(x, dim=1)

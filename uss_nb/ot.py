@@ -30,13 +30,14 @@ def _log_marginal(x, n, batch, like, name):
     if x is None: return torch.full((n,), -math.log(n), dtype=like.dtype, device=like.device).expand(*batch, n).reshape(-1, n)
     x = torch.as_tensor(x, device=like.device).to(like.dtype)
     if x.shape[-1:] != (n,): raise BadInputError(name, f'last dimension {tuple(x.shape)} does not match the cost ({n})')
+    if not bool(torch.isfinite(x).all()): raise BadInputError(name, 'contains NaN or infinite mass')
     if (x < 0).any(): raise BadInputError(name, 'negative mass')
     return x.log().expand(*batch, n).reshape(-1, n)
 
 def _rho(tau, eps):
     "Scaling of the log-sum-exp term for KL-relaxed marginals with strength `tau` (1 for a hard constraint)."
-    if tau is None or math.isinf(tau): return 1.0
-    if tau <= 0: raise BadInputError('tau', f'must be positive, got {tau}')
+    if tau is None or tau == math.inf: return 1.0
+    if not tau > 0: raise BadInputError('tau', f'must be positive (or inf: a hard constraint), got {tau}')
     return tau / (tau + eps)
 
 # %% ../nbs/05_ot.ipynb #714a5d25
@@ -127,10 +128,16 @@ def _check_cost(cost, eps, reg_type):
     "Validate the arguments of `sinkhorn`."
     if not torch.is_tensor(cost) or cost.ndim < 2 or not cost.is_floating_point():
         raise BadInputError('cost', 'must be a floating tensor of shape (..., n, m)')
-    if not eps > 0: raise BadInputError('eps', f'must be positive, got {eps}')
+    if not 0 < eps < math.inf: raise BadInputError('eps', f'must be positive and finite, got {eps}')
     if reg_type not in ('kl', 'entropy'): raise BadInputError('reg_type', f"must be 'kl' or 'entropy', got {reg_type!r}")
+    if cost.shape[-1] == 0 or cost.shape[-2] == 0: raise BadInputError('cost', f'is empty, shape {tuple(cost.shape)}')
     if bool(torch.isnan(cost).any() | (cost == -math.inf).any()):
         raise BadInputError('cost', 'contains NaN or -inf (an infinite cost, +inf, is allowed: that pair is forbidden)')
+    for dim, what in ((-1, 'row'), (-2, 'column')):
+        gone = (cost == math.inf).all(dim)
+        if bool(gone.any()):
+            i = int(gone.nonzero()[0, -1])
+            raise BadInputError('cost', f'{what} {i} is +inf everywhere: that point can go nowhere (forbid pairs, not whole {what}s)')
 
 def _check_mass(la, lb):
     "Balanced transport needs the same positive total mass on both sides."

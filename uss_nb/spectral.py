@@ -68,6 +68,7 @@ def _vgg_feats(images, layer='block4_conv4', bs=4):
 def feature_affinity(feats, normalize=True, threshold_at_zero=True):
     "DSM feature affinity `(B,n,n)` of dense features `(B,C,h,w)`: `max(0, F Fᵀ)`, normalised to max 1."
     if feats.ndim != 4: raise BadInputError('feats', f'expected (B,C,h,w), got shape {tuple(feats.shape)}')
+    if not bool(torch.isfinite(feats).all()): raise BadInputError('feats', 'contains NaN or infinite values')
     x = feats.flatten(2).transpose(1, 2).float()
     if normalize: x = F.normalize(x, dim=-1)
     W = x @ x.transpose(1, 2)
@@ -254,6 +255,8 @@ def spectral_eigs(W, k=20, kind='generalized', solver='krylov', **kw):
     "The `k` smallest eigenvalues `(B,k)` and sign-fixed eigenvectors `(B,n,k)` of the Laplacian of affinities `W`."
     if solver not in _SOLVERS: raise BadInputError('solver', f'{solver!r} is not one of {list(_SOLVERS)}')
     if W.ndim != 3 or W.shape[1] != W.shape[2]: raise BadInputError('W', f'expected (B,n,n), got {tuple(W.shape)}')
+    if W.shape[-1] < 3: raise BadInputError('W', f'a graph of {W.shape[-1]} nodes has no non-trivial eigenvector to segment by; it needs at least 3 nodes (feature cells)')
+    if not bool(torch.isfinite(W).all()): raise BadInputError('W', 'contains NaN or infinite affinities')
     k = min(k, W.shape[-1] - 1)
     vals, vecs = _SOLVERS[solver](W, k, kind, **kw)
     return vals.float(), fix_signs(vecs.float())
@@ -275,6 +278,7 @@ def n_segments_by_gap(vals):
 def segments_from_eigs(vecs, vals, grid, n_segments=15, adaptive=False, n_eigs=None, infer_bg=True, seed=0):
     "Label maps `(B,h,w)` int64 by k-means on each image's non-trivial eigenvectors `vecs` `(B,n,k)`."
     from sklearn.cluster import KMeans
+    if vecs.shape[-1] < 2: raise BadInputError('vecs', f'{vecs.shape[-1]} eigenvector(s): the trivial one alone cannot segment; compute at least 2')
     out = []
     for v, e in zip(vecs, vals):
         x = v[:, 1:1 + (n_eigs or v.shape[-1])].double().cpu().numpy()
