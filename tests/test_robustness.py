@@ -845,3 +845,15 @@ def test_a_full_disk_is_reported_for_tensors_too(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match=re.escape(str(tmp_path/'feats.pt')) + ': cannot write: no space left on the device'):
         save({'feats': torch.zeros(100_000)}, tmp_path/'feats.pt')
     assert not list(tmp_path.iterdir())
+
+@pytest.mark.parametrize('opts, name', [(['--steps', '0'], 'steps'), (['--steps', '-4'], 'steps'), (['--pipeline', 'acg+kmeans', '--epochs', '0'], 'epochs'),
+                                        (['--n_clusters', '0'], 'n_clusters')])
+def test_uss_train_refuses_no_training_before_any_work(tmp_path, monkeypatch, capsys, opts, name):
+    "`uss train` with nothing to train exits 2 naming the option, reads no image and writes no checkpoint (it used to print 'trained')."
+    from uss_nb.pipelines import main
+    monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setattr(sys, 'argv', ['uss', 'train', str(tmp_path/'h.pt'), '--data', 'camvid/train', '--backbone', 'tiny_vit', '--quiet'] + opts)
+    with pytest.raises(SystemExit) as e: main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f'{name}:' in err and 'trained' not in err, err
+    assert not (tmp_path/'h.pt').exists() and not (tmp_path/'cache').exists()

@@ -1019,7 +1019,10 @@ def uss_train(ckpt:Param('checkpoint file to write (training resumes from it whe
     "Train the head of a trained pipeline on a split's cached features into `ckpt`, for `uss eval/segment --ckpt`."
     from uss_nb.data import get_dataset
     from uss_nb.data import check_photometric
-    _check(pipeline, TRAINED, 'pipeline to train'); check_photometric(photometric); ds = get_dataset(data)
+    _check(pipeline, TRAINED, 'pipeline to train'); check_photometric(photometric)
+    check_options(n_clusters=n_clusters, seed=seed, epochs=epochs)                  # settings fail before any image is read
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1: raise BadInputError('steps', f'must be an integer >= 1, got {steps!r}')
+    ds = get_dataset(data)
     train_pipeline(ds, EvalConfig(pipeline=pipeline, backbone=backbone, n_clusters=n_clusters, stego_steps=steps,
                                   acg_epochs=epochs, seed=seed, ckpt=ckpt, strict=strict, photometric=photometric), progress=not quiet)
     print(f'trained {pipeline} on {data}: {ckpt}')
