@@ -111,15 +111,15 @@ def segment_bank(data, segmenter:str='dsm', features:str='pooled', cfg:EvalConfi
     if path is not None and (b := _load_bank(path, key)) is not None: return b
     ds = get_dataset(data) if isinstance(data, str) else data
     t0 = time.perf_counter(); feats = _features(ds, cfg, progress); pos = _positions(ds)
-    maps, parts = [], []
-    for i, seg in enumerate((_dsm_segments if segmenter == 'dsm' else _acg_segments)(ds, feats, cfg, progress)):
-        name = feats.names[i]
+    maps, parts, names = [], [], []
+    for j, seg in (_dsm_segments if segmenter == 'dsm' else _acg_segments)(ds, feats, cfg, progress):   # images too small for DSM are left out
+        name, i = feats.names[j], len(names); names.append(name)
         if features == 'pooled': s = pooled_segment_features(_grid_feats(feats, name)[None], seg)
         else: s = crop_segment_features(ds[pos[name]][0][None], seg, load_backbone(cfg.backbone), size=crop_size)
         maps.append(seg[0].to(torch.uint8).cpu()); parts.append(Segments(s.feats.float().cpu(), torch.full_like(s.image.cpu(), i), s.label.cpu()))
     segs = Segments(*(torch.cat([getattr(p, a) for p in parts]) for a in ('feats', 'image', 'label')))
     info = dict(data=_data_name(data), segmenter=segmenter, features=features, seconds=time.perf_counter() - t0, config=dataclasses.asdict(cfg))
-    bank = SegmentBank(list(feats.names), maps, segs, ds.n_classes, key, info)
+    bank = SegmentBank(names, maps, segs, ds.n_classes, key, info)
     if path is not None: _save_bank(bank, path)
     return bank
 
