@@ -13,7 +13,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device, save, load, config_hash
-from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, _take, _batch_indices, _step_generator, param_groups
+from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, check_checkpoint, _take, _batch_indices, _step_generator, param_groups
 from .omh import OMHConfig, OMHLoss, Hierarchy, level_sizes
 
 # %% ../nbs/15_hp.ipynb #86e25e61
@@ -174,11 +174,7 @@ def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         ck = load(ckpt, map_location=next(iter(modules.values())).parameters().__next__().device)
-        if not isinstance(ck, dict) or 'cfg_hash' not in ck: raise BadInputError(ckpt, 'not a checkpoint of a trained head (no configuration inside)')
-        if ck['cfg_hash'] != h: raise BadInputError(ckpt, f'checkpoint was written under another {type(cfg).__name__}')
-        if meta is not None and ck.get('meta') is not None and ck['meta'] != meta:
-            raise BadInputError(ckpt, 'checkpoint was made from other features: ' + ', '.join(
-                f'{k}={ck["meta"].get(k)!r} there, {meta.get(k)!r} here' for k in sorted(set(meta) | set(ck['meta'])) if ck['meta'].get(k) != meta.get(k)))
+        check_checkpoint(ck, ckpt, cfg, meta, cfg_hash=h)
         for k, m in modules.items(): m.load_state_dict(ck['modules'][k])
         for k, o in optims.items(): o.load_state_dict(ck['optims'][k])
         step, history = ck['step'], list(ck['history'])

@@ -178,6 +178,10 @@ def cell_coords(idx, h, w, s):
     x, y = (idx % w).float() * 2 / max(w - 1, 1) - 1, (idx // w).float() * 2 / max(h - 1, 1) - 1
     return torch.stack([x, y], -1).view(len(idx), s, s, 2).transpose(1, 2)
 
+def _pointwise(fd):
+    "Each row of correlations `(B,P,Q)` centred, the overall mean added back (the loss's `pointwise`)."
+    return fd - fd.mean(2, keepdim=True) + fd.mean()
+
 def draw_cells(shape, shape_pos, cfg, generator=None):
     "A step's random points: cells `(B,s·s)` of the batch and of the partners, and `cfg.neg_samples` negative permutations."
     b, s = shape[0], cfg.feature_samples
@@ -192,7 +196,7 @@ def stego_point_loss(f, fp, c, cp, perms, cfg, shifts=None):
     def term(a, b, ca, cb, shift):
         with torch.no_grad():
             fd = a @ b.transpose(1, 2)
-            if cfg.pointwise: fd = fd - fd.mean(2, keepdim=True) + fd.mean()
+            if cfg.pointwise: fd = _pointwise(fd)
         cd = ca @ cb.transpose(1, 2)
         return (cd.clamp(0.0 if cfg.zero_clamp else -9999.0, 0.8 if cfg.stabilize else None) * (shift - fd)).mean(), cd.mean()
     terms = dict(pos_intra=term(fn, fn, cn, cn, si), pos_inter=term(fn, fpn, cn, cpn, sp))
@@ -235,10 +239,6 @@ def knn_indices(x, k=7, chunk=1024):
     return torch.cat(out)
 
 # %% ../nbs/09_stego.ipynb #11857ccd
-def _pointwise(fd):
-    "Each row of correlations `(B,P,Q)` centred, the overall mean added back (the loss's `pointwise`)."
-    return fd - fd.mean(2, keepdim=True) + fd.mean()
-
 def feature_correlations(features, knn, n_images:int=64, samples:int=11, seed:int=0) -> dict:
     "Pointwise-centred correlations of `samples`² random cells of up to `n_images` images: `{'intra', 'inter', 'neg'}` → 1-d tensors (same image, KNN partner, random other image)."
     g = torch.Generator().manual_seed(seed); n = len(features)
@@ -344,10 +344,10 @@ def _state(step, head, probe, opt, popt, extra, history, knn, cfg, meta=None):
                 opt=opt.state_dict(), probe_opt=popt.state_dict(), extra=[m.state_dict() for m in extra],
                 history=history, knn=knn.cpu(), meta=meta)
 
-def check_checkpoint(ck, path, cfg, in_dim=None, meta=None):
-    "`ck` if it is a checkpoint of `cfg` on `in_dim`-channel features made with `meta` (backbone and feature settings), else a `BadInputError` naming both sides."
+def check_checkpoint(ck, path, cfg, meta=None, cfg_hash=None):
+    "`ck` if it is a checkpoint of `cfg` (or of the hash `cfg_hash`) made from features described by `meta` (backbone, feature settings, channels), else a `BadInputError` naming both sides."
     if not isinstance(ck, dict) or 'cfg_hash' not in ck: raise BadInputError(path, 'not a checkpoint of a trained head (no configuration inside)')
-    if ck['cfg_hash'] != config_hash(cfg):
+    if ck['cfg_hash'] != (cfg_hash or config_hash(cfg)):
         theirs = ck.get('cfg', {}); diff = {k: (theirs.get(k), v) for k, v in asdict(cfg).items() if theirs.get(k) != v}
         raise BadInputError(path, f'checkpoint was written under another {type(cfg).__name__}: ' + ', '.join(f'{k}={a!r} there, {b!r} here' for k, (a, b) in diff.items()))
     if meta is not None and ck.get('meta') is not None and ck['meta'] != meta:
