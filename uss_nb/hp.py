@@ -13,7 +13,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device, save, load, config_hash
-from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, check_checkpoint, _take, _batch_indices, _step_generator, param_groups
+from .stego import StegoHead, ClusterProbe, StegoResult, l2_normalize, check_features, check_checkpoint, pca_init, _take, _batch_indices, _step_generator, param_groups
 from .omh import OMHConfig, OMHLoss, Hierarchy, level_sizes
 
 # %% ../nbs/15_hp.ipynb #86e25e61
@@ -47,6 +47,7 @@ class HPConfig:
     renew_interval: int = 20       # steps between refreshes of the task-specific pool
     reweighting: bool = True       # weight anchors by their number of positives
     local: bool = True             # the local-hidden-positive (3x3 propagation) term
+    init: str = 'random'           # head initialisation: 'random' or 'pca' (`uss_nb.stego.pca_init`)
     samples: int = None            # patches per image in the contrastive loss; None: all (the paper)
     seed: int = 0
 
@@ -250,6 +251,7 @@ def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=N
         torch.manual_seed(cfg.seed)
         head = StegoHead(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)
         proj = nn.Linear(cfg.dim, cfg.dim).to(device)
+    if cfg.init == 'pca': pca_init(head, features, seed=cfg.seed)
     ema = ema_copy(head)
     probe = ClusterProbe(cfg.dim, cfg.n_classes + cfg.extra_clusters, torch.Generator().manual_seed(cfg.seed)).to(device)
     for m in extra: m.to(device)

@@ -11,9 +11,9 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'OPTION_LIMITS', 'FIT_ON', 'DSM_MIN
            'check_head_options', 'head_meta', 'pipeline_maps', 'refine_crf', 'crf_refit', 'evaluate_pipeline',
            'save_eval', 'subset', 'DemoConfig', 'eigen_figure', 'label_png', 'segment_images', 'cluster_figure',
            'torch_build', 'run_demo', 'image_dataset', 'at_resolution', 'segment_paths', 'train_pipeline',
-           'append_result', 'head_curve', 'get_bench', 'bench_all', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_train',
-           'main', 'bench_options', 'bench_args', 'bench_main', 'check_device', 'using_device', 'command_parser',
-           'run_command', 'uss_version', 'uss_help']
+           'append_result', 'code_stats', 'head_curve', 'get_bench', 'bench_all', 'uss_demo', 'uss_eval', 'uss_segment',
+           'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main', 'check_device', 'using_device',
+           'command_parser', 'run_command', 'uss_version', 'uss_help']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
@@ -145,6 +145,7 @@ class EvalConfig:
     stego_steps: int = 400      # STEGO / HP / SmooSeg: training steps (the tuning-split curves of 09_stego plateau by then)
     train_data: str = None      # STEGO / HP / SmooSeg: the split the head is trained on (the papers' protocol, e.g. camvid/train); None: the evaluated split (transductive)
     head_assign: str = 'kmeans' # STEGO / HP / SmooSeg: final labels by cosine k-means of the head's codes ('kmeans'; better in the worst case over both tuning splits for all three heads, 09_stego) or by the trained probe / prototypes ('probe')
+    head_init: str = 'random'   # STEGO / HP: the head's initialisation, 'random' or 'pca' (StegoConfig.init)
     shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
     omh_weight: float = 0.01    # OMH: λ, the weight of OMH's loss (chosen on camvid/val for the earlier loss, variant max_joint, where 1.0 collapsed the codes; not yet re-chosen for the paper's loss)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
@@ -400,12 +401,12 @@ def _head_config(cfg, k):
     base, q = cfg.pipeline.partition('+')[0], None if cfg.shift_quantiles is None else tuple(cfg.shift_quantiles)
     if base == 'hp':        # Cityscapes preset; batch 16, code dim 70 and 121 patches per image as measured on CPU (15_hp)
         from uss_nb.hp import HPConfig, train_hp
-        return train_hp, HPConfig.preset('cityscapes', n_classes=k, dim=70, batch_size=16, samples=121, max_steps=cfg.stego_steps, seed=cfg.seed)
+        return train_hp, HPConfig.preset('cityscapes', n_classes=k, dim=70, batch_size=16, samples=121, max_steps=cfg.stego_steps, seed=cfg.seed, init=cfg.head_init)
     if base == 'smooseg':   # Cityscapes preset at batch 16 (16_smooseg)
         from uss_nb.smooseg import SmooSegConfig, train_smooseg
         return train_smooseg, SmooSegConfig.preset('cityscapes', n_classes=k, batch_size=16, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q)
     from uss_nb.stego import StegoConfig, train_stego
-    return train_stego, StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q)
+    return train_stego, StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q, init=cfg.head_init)
 
 def head_meta(cfg:EvalConfig) -> dict:
     "What a head's checkpoint must agree on besides its own config: the backbone and how its features were made."
@@ -831,6 +832,15 @@ def append_result(path, row:dict):
         rows = read_results(path) + [row]
         with atomic_write(path, 'w') as f: f.write(''.join(_json.dumps(r, default=str) + '\n' for r in rows))
 
+@torch.no_grad()
+def code_stats(head, train, n:int=4096, seed:int=0) -> dict:
+    "Collapse measures of a head's codes on `n` random cells of `train` `(N,C,h,w)`: `code_cos`, the mean cosine of two random codes (1: all codes alike), and `code_rank`, the participation ratio of the codes' singular values (1: one direction)."
+    g = torch.Generator().manual_seed(seed); t = train if torch.is_tensor(train) else torch.stack(list(train))
+    N, C, h, w = t.shape; i, j = torch.randint(0, N, (n,), generator=g), torch.randint(0, h * w, (n,), generator=g)
+    c = torch.nn.functional.normalize(head.eval()(t.flatten(2)[i, :, j].float()[..., None, None])[..., 0, 0], dim=1)
+    s = torch.linalg.svdvals(c)
+    return dict(code_cos=float((c[: n // 2] * c[n // 2:]).sum(1).mean()), code_rank=float(s.pow(2).sum() ** 2 / s.pow(4).sum()))
+
 def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=False) -> list:
     "Train `cfg`'s head `every` steps at a time up to `cfg.stego_steps` (resumable from `cfg.ckpt`, by default a checkpoint in the cache keyed by the config), scoring it on split `data` after each chunk; one JSON line per point appended to `results`."
     import os
@@ -850,7 +860,7 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
         t0 = time.perf_counter(); res = _train_head(train, cfg, k, steps=every); step = res.step
         if step in done: continue
         row = dict(key=key, data=str(data), train_data=cfg.train_data or str(data), pipeline=cfg.pipeline, seed=cfg.seed, step=step, every=every,
-                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(cfg), train_seconds=time.perf_counter() - t0)
+                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(cfg), train_seconds=time.perf_counter() - t0) | code_stats(res.head, train, seed=cfg.seed)
         for a in ('kmeans', 'probe'):
             c = dataclasses.replace(cfg, head_assign=a)
             row[f'miou_{a}'], row[f'acc_{a}'] = _score_labels(ds, _head_labels(res, train, feats, c, k), feats, c, k)

@@ -7,8 +7,8 @@ __all__ = ['STEGO_PRESETS', 'l2_normalize', 'tensor_correlation', 'sample_points
            'correspondence_term', 'random_coords', 'shifted_perm', 'StegoConfig', 'stego_loss', 'sample_cells',
            'gather_cells', 'cell_coords', 'draw_cells', 'stego_point_loss', 'pool_features', 'knn_indices',
            'feature_correlations', 'calibrate_shifts', 'ClusterProbe', 'StegoResult', 'check_checkpoint',
-           'param_groups', 'check_features', 'check_stego_config', 'train_stego', 'predict_labels', 'plot_history',
-           'bench_knn', 'bench_stego']
+           'param_groups', 'pca_init', 'check_features', 'check_stego_config', 'train_stego', 'predict_labels',
+           'plot_history', 'bench_knn', 'bench_stego']
 
 # %% ../nbs/09_stego.ipynb #eab8e856
 import math, time, dataclasses
@@ -132,6 +132,7 @@ class StegoConfig:
     pos_inter_shift: float = 0.04
     neg_inter_shift: float = 0.86
     shift_quantiles: tuple = None  # (intra, inter, neg): shifts set to these quantiles of the features' own correlations (calibrate_shifts); None: the shifts above
+    init: str = 'random'           # head initialisation: 'random' (PyTorch's default, as STEGO) or 'pca' (linear branch = the features' top `dim` principal directions, nonlinear branch's output zeroed: codes start as a PCA projection; `pca_init`)
     step: str = 'points'           # 'points': head on the sampled cells only (stego_point_loss); 'maps': head on whole maps, then grid_sample (official)
     seed: int = 0
 
@@ -408,6 +409,17 @@ def param_groups(params, extra_modules) -> list:
         if ps: groups.append({'params': ps} | ({'lr': m.lr} if getattr(m, 'lr', None) is not None else {}))
     return groups
 
+@torch.no_grad()
+def pca_init(head, features, n_cells:int=50_000, seed:int=0):
+    "Set `head`'s linear branch to the top `head.dim` singular directions of `n_cells` random cells of `features` `(N,C,h,w)` (uncentred, bias zero) and zero the nonlinear branch's output layer: the codes start as the features' PCA projection."
+    n = len(features); g = torch.Generator().manual_seed(seed); per = max(1, n_cells // n)
+    c, h, w = torch.as_tensor(features[0]).shape
+    x = _take_cells(features, torch.arange(n), torch.randint(0, h * w, (n, per), generator=g)).flatten(0, 1)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)      # uncentred: the codes keep the features' cosine geometry
+    head.linear.weight.copy_(v[:head.dim].to(head.linear.weight).view_as(head.linear.weight)); head.linear.bias.zero_()
+    if head.nonlinear is not None: head.nonlinear[2].weight.zero_(); head.nonlinear[2].bias.zero_()
+    return head
+
 def check_features(features):
     "The channel count of `features` `(N,C,h,w)` (a tensor or a sequence of `(C,h,w)`), or a `BadInputError`."
     if len(features) == 0: raise BadInputError('features', 'no images')
@@ -420,6 +432,7 @@ def _resume(features, cfg, ckpt, extra, device, knn=None, meta=None):
     in_dim = check_features(features)
     for m in extra: m.to(device)
     head, probe, opt, popt = _build(in_dim, cfg, extra, device)
+    if cfg.init == 'pca': pca_init(head, features, seed=cfg.seed)
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         step, history, knn = _restore(load(ckpt, map_location=device), ckpt, cfg, head, probe, opt, popt, extra, meta)
@@ -428,6 +441,7 @@ def _resume(features, cfg, ckpt, extra, device, knn=None, meta=None):
 def check_stego_config(cfg, steps=None):
     "`cfg`, or a `BadInputError` naming the first setting that cannot train (and `steps`, the steps of one call)."
     if cfg.step not in ('points', 'maps'): raise BadInputError('step', f"{cfg.step!r}; valid: 'points', 'maps'")
+    if cfg.init not in ('random', 'pca'): raise BadInputError('init', f"{cfg.init!r}; valid: 'random', 'pca'")
     if cfg.max_steps < 1: raise BadInputError('max_steps', f'{cfg.max_steps}: at least 1 step expected')
     if steps is not None and steps < 1: raise BadInputError('steps', f'{steps}: at least 1 step expected')
     if cfg.batch_size < 1 or cfg.feature_samples < 1: raise BadInputError('batch_size' if cfg.batch_size < 1 else 'feature_samples', 'must be at least 1')
