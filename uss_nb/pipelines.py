@@ -145,7 +145,7 @@ class EvalConfig:
     stego_steps: int = 400      # STEGO / HP / SmooSeg: training steps (the tuning-split curves of 09_stego plateau by then)
     train_data: str = None      # STEGO / HP / SmooSeg: the split the head is trained on (the papers' protocol, e.g. camvid/train); None: the evaluated split (transductive)
     head_assign: str = 'kmeans' # STEGO / HP / SmooSeg: final labels by cosine k-means of the head's codes ('kmeans'; better in the worst case over both tuning splits for all three heads, 09_stego) or by the trained probe / prototypes ('probe')
-    head_init: str = 'random'   # STEGO / HP: the head's initialisation, 'random' or 'pca' (StegoConfig.init)
+    head_init: str = 'random'   # STEGO / HP / SmooSeg: the head's initialisation, 'random' or 'pca' (StegoConfig.init)
     shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
     omh_weight: float = 0.01    # OMH: λ, the weight of OMH's loss (chosen on camvid/val for the earlier loss, variant max_joint, where 1.0 collapsed the codes; not yet re-chosen for the paper's loss)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
@@ -404,7 +404,7 @@ def _head_config(cfg, k):
         return train_hp, HPConfig.preset('cityscapes', n_classes=k, dim=70, batch_size=16, samples=121, max_steps=cfg.stego_steps, seed=cfg.seed, init=cfg.head_init)
     if base == 'smooseg':   # Cityscapes preset at batch 16 (16_smooseg)
         from uss_nb.smooseg import SmooSegConfig, train_smooseg
-        return train_smooseg, SmooSegConfig.preset('cityscapes', n_classes=k, batch_size=16, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q)
+        return train_smooseg, SmooSegConfig.preset('cityscapes', n_classes=k, batch_size=16, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q, init=cfg.head_init)
     from uss_nb.stego import StegoConfig, train_stego
     return train_stego, StegoConfig(n_classes=k, max_steps=cfg.stego_steps, seed=cfg.seed, shift_quantiles=q, init=cfg.head_init)
 

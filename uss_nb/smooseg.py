@@ -10,7 +10,7 @@ import math, time, dataclasses
 from dataclasses import dataclass, asdict
 import torch, torch.nn as nn, torch.nn.functional as F
 from .core import BadInputError, get_device
-from .stego import (StegoHead, StegoResult, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
+from .stego import (StegoHead, StegoResult, pca_init, l2_normalize, tensor_correlation, shifted_perm, _take, _batch_indices,
                           _step_generator, check_features, calibrate_shifts, param_groups)
 from .omh import OMHConfig
 from .hp import fit, _with_omh
@@ -40,6 +40,7 @@ class SmooSegConfig:
     pos_intra_shift: float = -0.02
     neg_inter_shift: float = 0.5
     shift_quantiles: tuple = None  # (intra, inter, neg) quantiles of the features' own correlations (uss_nb.stego.calibrate_shifts); SmooSeg uses intra and neg; None: the shifts above
+    init: str = 'random'           # head initialisation: 'random' or 'pca' (`uss_nb.stego.pca_init`)
     seed: int = 0
 
     @classmethod
@@ -130,6 +131,7 @@ def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=Non
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = smooseg_head(in_dim, cfg.dim, cfg.dropout, cfg.nonlinear).to(device)
+    if cfg.init == 'pca': pca_init(head, features, seed=cfg.seed)
     protos = Prototypes(cfg.dim, cfg.n_classes + cfg.extra_clusters, torch.Generator().manual_seed(cfg.seed)).to(device)
     for m in extra: m.to(device)
     opt = torch.optim.Adam(param_groups(head.parameters(), extra), lr=cfg.lr)
