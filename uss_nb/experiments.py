@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SEGMENTERS', 'SEGMENT_FEATURES', 'read_results', 'run_grid', 'summarize', 'results_table', 'worst_case_choice',
-           'SegmentBank', 'segment_bank', 'make_clusterer', 'prepare_features', 'paint', 'bank_targets',
+           'headline', 'SegmentBank', 'segment_bank', 'make_clusterer', 'prepare_features', 'paint', 'bank_targets',
            'score_clusters', 'run_variants']
 
 # %% ../nbs/13_experiments.ipynb #fa709d9f
@@ -87,6 +87,19 @@ def worst_case_choice(rows, baseline:str='kmeans', splits=('camvid/val', 'msrc_v
         table[lab] = t | {'worst': min(g for _, g in t.values())}
     if not table: raise BadInputError('rows', f'no configuration measured on every split of {list(splits)} together with {baseline!r}')
     return max(table, key=lambda l: table[l]['worst']), table
+
+# %% ../nbs/13_experiments.ipynb #014a133f
+def headline(rows, label:str, baseline:str='kmeans', splits=('camvid/test', 'msrc_v2/test')) -> str:
+    "A Markdown sentence: `label`'s mean ± std mIoU over seeds on each of `splits`, against `baseline`'s on the same seeds, from run_grid lines `rows`."
+    parts = []
+    for s in splits:
+        a = {r['seed']: r['miou'] for r in rows if r['label'] == label and r['data'] == s}
+        b = {r['seed']: r['miou'] for r in rows if r['label'] == baseline and r['data'] == s}
+        seeds = sorted(set(a) & set(b))
+        if not seeds: raise BadInputError('rows', f'no seed with both {label!r} and {baseline!r} on {s}')
+        va, vb = np.array([a[k] for k in seeds]), np.array([b[k] for k in seeds])
+        parts.append(f'{va.mean():.1f} ± {va.std():.1f} mIoU on `{s}` against {vb.mean():.1f} ± {vb.std():.1f} for raw k-means ({va.mean() - vb.mean():+.1f}, {len(seeds)} seeds)')
+    return '; '.join(parts)
 
 # %% ../nbs/13_experiments.ipynb #9fe80c05
 import torch

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RACE_ROWS', 'LINKAGES', 'Clusterer', 'kmeans_plusplus', 'has_faiss', 'KMeans', 'make_mixture', 'merge_centres',
-           'group_scores', 'Segments', 'segment_ids', 'pooled_segment_features', 'segment_boxes',
+           'group_scores', 'consensus_kmeans', 'Segments', 'segment_ids', 'pooled_segment_features', 'segment_boxes',
            'crop_segment_features', 'masked_cls_features', 'cluster_segments', 'segments_to_labels', 'merge_adjacent',
-           'region_labels', 'bench_kmeans']
+           'region_labels', 'ClusterExplorer', 'bench_kmeans']
 
 # %% ../nbs/06_kmeans.ipynb #35c83cbe
 import math, time, warnings, contextlib, dataclasses
@@ -320,6 +320,23 @@ def group_scores(scores, groups, k:int=None, dim:int=1) -> torch.Tensor:
     out = s.new_full((*s.shape[:-1], k), float('-inf')).scatter_reduce(-1, groups.expand(s.shape), s, 'amax')
     return out.movedim(-1, dim)
 
+# %% ../nbs/06_kmeans.ipynb #43123d69
+def consensus_kmeans(x, k:int, restarts:int=10, seed:int=0, metric:str='cosine', linkage:str='average', max_points:int=20_000) -> tuple:
+    "`(labels, centres)` of `x` `(N,D)` by evidence accumulation over `restarts` k-means runs (one k-means++ start each): average-linkage clusters of 1 − co-association, centres their means."
+    from sklearn.cluster import AgglomerativeClustering
+    x = torch.as_tensor(x).float()
+    if restarts < 1: raise BadInputError('consensus', f'{restarts}: at least 1 restart expected')
+    if len(x) > max_points: raise BadInputError('consensus', f'{len(x)} vectors: the co-association matrix is N x N; at most {max_points} (fit on segments, or fewer pixels)')
+    if linkage not in ('average', 'complete', 'single'): raise BadInputError('linkage', f'{linkage!r}; valid: average, complete, single')
+    co = torch.zeros(len(x), len(x))
+    for r in range(restarts):
+        lab, _ = KMeans(k, metric=metric, n_init=1, seed=seed * 1000 + r).fit(x)
+        oh = F.one_hot(lab.cpu(), k).float(); co += oh @ oh.T
+    labels = torch.as_tensor(AgglomerativeClustering(n_clusters=k, metric='precomputed', linkage=linkage).fit_predict((1 - co / restarts).numpy()))
+    xs = F.normalize(x, dim=1) if metric == 'cosine' else x
+    centres = torch.stack([xs[labels == j].mean(0) for j in range(k)])
+    return labels, _normalise(centres, metric == 'cosine')
+
 # %% ../nbs/06_kmeans.ipynb #ff64d25a
 @dataclasses.dataclass
 class Segments:
@@ -444,6 +461,51 @@ def region_labels(regions, labels) -> list:
         keep = r >= 0
         out.append(torch.full((int(r.max()) + 1 if keep.any() else 0,), -1, dtype=torch.int64, device=l.device).scatter_(0, r[keep], l[keep].long()))
     return out
+
+# %% ../nbs/06_kmeans.ipynb #806493ef
+class ClusterExplorer:
+    "Widget: pick a dataset-level cluster; see every image with that cluster's pixels highlighted (the rest faded) and its share of each image."
+    def __init__(self, images, labels, n_clusters:int=None, per_row:int=4, fade:float=0.25):
+        import ipywidgets as W
+        from matplotlib.figure import Figure
+        if len(images) != len(labels) or not len(images): raise BadInputError('labels', f'{len(labels)} label maps for {len(images)} images (one each, at least one)')
+        self.images = [torch.as_tensor(im).float().cpu() for im in images]
+        self.labels = [F.interpolate(torch.as_tensor(l)[None, None].float(), size=im.shape[-2:], mode='nearest')[0, 0].long() for l, im in zip(labels, self.images)]
+        self.k = n_clusters or int(max(int(l.max()) for l in self.labels)) + 1
+        total = torch.bincount(torch.cat([l.flatten() for l in self.labels]), minlength=self.k)[:self.k].float()
+        self.share = total / total.sum()
+        self.fade, rows = fade, -(-len(self.images) // per_row)
+        self.fig = Figure(figsize=(3 * min(per_row, len(self.images)), 2.4 * rows))
+        self.axes = list(np.atleast_1d(self.fig.subplots(rows, min(per_row, len(self.images)), squeeze=False).flat))
+        for a in self.axes: a.axis('off')
+        self.picker = W.Dropdown(options=[(f'cluster {c} ({100 * float(self.share[c]):.1f}% of pixels)', c) for c in range(self.k)], value=0, description='cluster')
+        self.out = W.Output(); self.picker.observe(lambda _: self.update(), 'value')
+        self.widget = W.VBox([self.picker, self.out]); self.update()
+
+    def highlighted(self, i:int, c:int) -> np.ndarray:
+        "Image `i` `(H,W,3)` with cluster `c`'s pixels as they are and the others faded towards white."
+        im, m = self.images[i].permute(1, 2, 0).numpy(), (self.labels[i] == c).numpy()[..., None]
+        return np.where(m, im, self.fade * im + (1 - self.fade))
+
+    def update(self):
+        "Redraw for the picked cluster."
+        from IPython.display import display, clear_output, Image
+        c = self.picker.value
+        for i, a in enumerate(self.axes):
+            a.clear(); a.axis('off')
+            if i < len(self.images):
+                a.imshow(self.highlighted(i, c)); a.set_title(f'image {i}: {100 * float((self.labels[i] == c).float().mean()):.0f}%', fontsize=9)
+        self.fig.suptitle(f'cluster {c}')
+        with self.out: clear_output(wait=True); display(Image(self.png()))
+
+    def png(self) -> bytes:
+        "The figure as PNG bytes."
+        import io
+        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
 
 # %% ../nbs/06_kmeans.ipynb #5b08857a
 def _inertia64(x, c, chunk=8192) -> float:

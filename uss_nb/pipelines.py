@@ -133,6 +133,7 @@ class EvalConfig:
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     cosine: bool = True         # dataset-level clustering on L2-normalised features
     n_init: int = 3             # k-means: restarts, the lowest inertia kept
+    consensus: int = 0          # `kmeans`: centres from the consensus of this many single k-means runs (consensus_kmeans; thousands of vectors, e.g. fit_on='dsm'); 0: the restart of lowest inertia
     overcluster: int = 1        # `kmeans`: fit overcluster × k centres, merged into k clusters (merge_centres); 1 = plain k-means
     merge_linkage: str = 'average'  # `kmeans` with overcluster > 1: linkage of the merge (average, complete, single, ward)
     crf_rounds: int = 0         # `kmeans` with refine='crf': rounds of refitting the centres to the CRF's labels before the final pass
@@ -145,7 +146,7 @@ class EvalConfig:
     stego_steps: int = 400      # STEGO / HP / SmooSeg: training steps (the tuning-split curves of 09_stego plateau by then)
     train_data: str = None      # STEGO / HP / SmooSeg: the split the head is trained on (the papers' protocol, e.g. camvid/train); None: the evaluated split (transductive)
     head_assign: str = 'kmeans' # STEGO / HP / SmooSeg: final labels by cosine k-means of the head's codes ('kmeans'; better in the worst case over both tuning splits for all three heads, 09_stego) or by the trained probe / prototypes ('probe')
-    head_init: str = 'random'   # STEGO / HP / SmooSeg: the head's initialisation, 'random' or 'pca' (StegoConfig.init)
+    head_init: str = 'pca'      # STEGO / HP / SmooSeg: the head's initialisation, 'pca' (the features' PCA projection; better than 'random' on both tuning splits, 09_stego) or 'random'
     shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
     omh_weight: float = 0.01    # OMH: λ, the weight of OMH's loss (chosen on camvid/val for the earlier loss, variant max_joint, where 1.0 collapsed the codes; not yet re-chosen for the paper's loss)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
@@ -241,11 +242,11 @@ def load_backbone(name:str):
 FIT_ON = ('pixels', 'dsm')    # what the `kmeans` pipeline fits its centres on
 
 def check_kmeans_options(cfg:EvalConfig) -> EvalConfig:
-    "Raise `BadInputError` unless `cfg.overcluster` is an integer >= 1 and `cfg.crf_rounds` one >= 0 (above 1 and 0 only with the `kmeans` pipeline, rounds only with `refine='crf'` and cosine scores), `cfg.merge_linkage` a known linkage, `cfg.fit_on` one of `FIT_ON` (other than 'pixels' only with `kmeans`) and `cfg.crf_temperature` a number > 0."
+    "Raise `BadInputError` unless `cfg.overcluster` is an integer >= 1, `cfg.consensus` and `cfg.crf_rounds` integers >= 0 (above 1 and 0 only with the `kmeans` pipeline, rounds only with `refine='crf'` and cosine scores), `cfg.merge_linkage` a known linkage, `cfg.fit_on` one of `FIT_ON` (other than 'pixels' only with `kmeans`) and `cfg.crf_temperature` a number > 0."
     from uss_nb.kmeans import LINKAGES
     _check(cfg.fit_on, FIT_ON, 'fit_on')
     if cfg.fit_on != 'pixels' and cfg.pipeline != 'kmeans': raise BadInputError('fit_on', f'applies to the kmeans pipeline only, not {cfg.pipeline!r}')
-    for name, lo in (('overcluster', 1), ('crf_rounds', 0)):
+    for name, lo in (('overcluster', 1), ('crf_rounds', 0), ('consensus', 0)):
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise BadInputError(name, f'must be an integer >= {lo}, got {v!r}')
         if v > lo and cfg.pipeline != 'kmeans': raise BadInputError(name, f'applies to the kmeans pipeline only, not {cfg.pipeline!r}')
@@ -324,7 +325,11 @@ def _fit_sample(dataset, feats, cfg, progress=False):
 def _kmeans_maps(dataset, feats, cfg, k, progress):
     "Raw k-means: fit on `_fit_sample` (pixels or segments), then label every pixel by its nearest centre (or, with `cfg.overcluster` > 1, by that centre's merged group)."
     from uss_nb.kmeans import merge_centres, group_scores
-    km = clusterer('kmeans', k * cfg.overcluster, cfg); _, centres = km.fit(_fit_sample(dataset, feats, cfg, progress))
+    km, sample = clusterer('kmeans', k * cfg.overcluster, cfg), _fit_sample(dataset, feats, cfg, progress)
+    if cfg.consensus:                                            # centres from the consensus of single runs (06_kmeans)
+        from uss_nb.kmeans import consensus_kmeans
+        km.centres = centres = consensus_kmeans(sample, k * cfg.overcluster, cfg.consensus, cfg.seed, km.metric)[1]
+    else: _, centres = km.fit(sample)
     groups = merge_centres(centres, k, cfg.merge_linkage) if cfg.overcluster > 1 else None
     predict = lambda f: km.predict(f[0].flatten(1).T).view(1, *f.shape[-2:])
     for r in range(cfg.crf_rounds):                              # refit k centres to the CRF's labels (cosine only)
@@ -387,10 +392,10 @@ def _common_crop(fs):
 HEAD_ASSIGN = ('kmeans', 'probe')
 
 def check_head_options(cfg:EvalConfig) -> EvalConfig:
-    "`cfg`, or a `BadInputError` naming the first trained-head setting that cannot run (steps, head_assign, shift_quantiles)."
+    "`cfg`, or a `BadInputError` naming the first trained-head setting that cannot run (steps, head_assign, head_init, shift_quantiles)."
     if isinstance(cfg.stego_steps, bool) or not isinstance(cfg.stego_steps, int) or cfg.stego_steps < 1:
         raise BadInputError('steps', f'{cfg.stego_steps!r}: a whole number of training steps >= 1 expected')
-    _check(cfg.head_assign, HEAD_ASSIGN, 'head_assign')
+    _check(cfg.head_assign, HEAD_ASSIGN, 'head_assign'); _check(cfg.head_init, ('pca', 'random'), 'head_init')
     q = cfg.shift_quantiles
     if q is not None and (len(q) != 3 or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in q)):
         raise BadInputError('shift_quantiles', f'{q!r}: three quantiles in [0, 1] (intra, KNN, negative) expected')
