@@ -46,6 +46,18 @@ def rendered_figures() -> set:
             for m in ('miou', 'acc', 'miou_kmeans', 'miou_probe', 'acc_kmeans', 'acc_probe'):
                 v = [r[m] for r in rs if isinstance(r.get(m), (int, float))]
                 if v: out.add(_ms(v))
+        out |= _headline_figures(read_lines(p))
+    return out
+
+def _headline_figures(rows, baseline='kmeans') -> set:
+    "What `uss_nb.experiments.headline` prints for run_grid lines: each label's mIoU and the baseline's over the seeds both have, per split."
+    out, runs = set(), {}
+    for r in rows:
+        if {'label', 'data', 'seed', 'miou'} <= set(r): runs.setdefault((r['data'], r['label']), {})[r['seed']] = r['miou']
+    for (split, label), a in runs.items():
+        b = runs.get((split, baseline), {})
+        seeds = sorted(set(a) & set(b))
+        if seeds: out |= {_ms([a[s] for s in seeds]), _ms([b[s] for s in seeds])}
     return out
 
 def readme_figures(text=None) -> set:
@@ -56,6 +68,8 @@ def readme_figures(text=None) -> set:
 def test_readme_figures_parsed():
     assert readme_figures('a 34.3 ± 3.0 b (1.2 ± 0.4)\n```\n9.9 ± 9.9\n```') == {'34.3 ± 3.0', '1.2 ± 0.4'}
     assert _ms([1.0, 2.0, 3.0]) == '2.0 ± 0.8'
+    rows = [dict(label='p', data='a', seed=s, miou=40.0 + s) for s in range(3)] + [dict(label='kmeans', data='a', seed=s, miou=30.0 + s) for s in range(5)]
+    assert _headline_figures(rows) >= {'41.0 ± 0.8', '31.0 ± 0.8', '32.0 ± 1.4'}     # the baseline on the seeds both have, and on all of its own
 
 def test_readme_figures_come_from_results():
     rendered = rendered_figures()
