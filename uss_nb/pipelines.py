@@ -14,10 +14,11 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'OPTION_LIMITS', 'FIT_ON', 'DSM_MIN
            'preset_file', 'check_eval_config', 'load_preset', 'save_preset', 'resolve_config', 'cli_config',
            'dense_features', 'DemoConfig', 'demo_config', 'eigen_figure', 'label_png', 'segment_images',
            'cluster_figure', 'torch_build', 'run_demo', 'image_dataset', 'at_resolution', 'segment_paths',
-           'feature_description', 'fit_model', 'save_model', 'load_model', 'model_config', 'check_model', 'model_maps',
-           'train_pipeline', 'append_result', 'code_stats', 'head_curve', 'get_bench', 'bench_all', 'uss_demo',
-           'uss_eval', 'uss_segment', 'uss_fit', 'uss_train', 'main', 'bench_options', 'bench_args', 'bench_main',
-           'check_device', 'using_device', 'command_parser', 'run_command', 'uss_version', 'uss_help']
+           'feature_description', 'fit_model', 'save_model', 'load_model', 'model_config', 'check_model',
+           'model_run_config', 'model_maps', 'train_pipeline', 'append_result', 'code_stats', 'head_curve', 'get_bench',
+           'bench_all', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_fit', 'uss_train', 'main', 'bench_options',
+           'bench_args', 'bench_main', 'check_device', 'using_device', 'command_parser', 'run_command', 'uss_version',
+           'uss_help']
 
 # %% ../nbs/12_pipelines.ipynb #dccb0e19
 import sys, time, json, platform, functools, warnings, contextlib, html, inspect, dataclasses
@@ -872,11 +873,11 @@ def segment_paths(paths, out='segments', cfg:EvalConfig=None, n_clusters:int=Non
     out = Path(out)
     if model is not None:
         model = model if isinstance(model, dict) else load_model(model)
-        cfg = check_model(model, cfg or model_config(model)); k = model['n_clusters']
+        cfg = check_model(model, cfg or model_config(model)); k = model['n_clusters']      # its settings were checked when it was fitted
         if n_clusters not in (None, k): raise BadInputError('n_clusters', f"{n_clusters} asked for, but {model.get('path', 'the model')} was fitted with {k} clusters")
     else:
-        cfg = cfg or load_preset('default'); k = n_clusters or cfg.n_clusters or UNLABELLED_CLUSTERS
-    check_eval_config(cfg); check_options(n_clusters=k, size=size)
+        cfg = check_eval_config(cfg or load_preset('default')); k = n_clusters or cfg.n_clusters or UNLABELLED_CLUSTERS
+    check_options(n_clusters=k, size=size)
     if cfg.refine == 'crf': _densecrf()
     ds = photometric_view(image_dataset(paths, size), cfg.photometric)
     _writable(out)
@@ -988,7 +989,10 @@ def model_config(model:dict) -> EvalConfig:
     return EvalConfig(**model['config'])
 
 def check_model(model:dict, cfg:EvalConfig) -> EvalConfig:
-    "`cfg` if `model` can be applied under it: the same `feature_description` and the same settings of the fit (all but `APPLY_KEYS`); else a `BadInputError` naming the model's value and the one asked for."
+    "`cfg` if `model` can be applied under it: the same `feature_description`, the same settings of the fit (all but `APPLY_KEYS`) and a refinement that can run; else a `BadInputError` naming the model's value and the one asked for, or the bad setting."
+    _check(cfg.refine, REFINERS, 'refine'); _check(cfg.feature_dtype, ('float16', 'float32'), 'feature dtype')
+    t = cfg.crf_temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0: raise BadInputError('crf_temperature', f'must be a number > 0, got {t!r}')
     where, have, want = model.get('path', 'model'), model['features'], feature_description(cfg)
     diff = [k for k in FEATURE_KEYS if have.get(k) != want[k]]
     if diff: raise BadInputError(where, 'its features differ from those asked for: ' + ', '.join(f'{k}={have.get(k)!r} in the model, {want[k]!r} asked for' for k in diff))
@@ -997,6 +1001,15 @@ def check_model(model:dict, cfg:EvalConfig) -> EvalConfig:
     if diff: raise BadInputError(where, 'fitted under other settings: ' + ', '.join(f'{k}={getattr(fitted, k)!r} in the model, {getattr(cfg, k)!r} asked for' for k in diff)
                                  + '; leave them out, or fit a model under them (uss fit)')
     return cfg
+
+def model_run_config(model:dict, **given) -> EvalConfig:
+    "The settings to apply `model` under: its own, with each setting of `given` (command-line names, `CLI_NAMES`; None, or `strict` False: not given) in place, checked by `check_model`."
+    given = {CLI_NAMES.get(k, k): v for k, v in given.items() if v is not None and not (k == 'strict' and v is False)}
+    if 'scales' in given: given['scales'] = parse_scales(given['scales'])
+    names = [f.name for f in dataclasses.fields(EvalConfig)]
+    for k in given:
+        if k not in names: raise BadInputError(k, f"not a setting; the settings are {', '.join(names)}")
+    return check_model(model, dataclasses.replace(model_config(model), **given))
 
 def _head_modules(model):
     "The head and probe (or prototypes) of a `kind='head'` model, rebuilt on the CPU from its weights."
@@ -1267,7 +1280,7 @@ def uss_segment(images:Param('image files and/or folders of images', str, nargs=
     if model is not None:
         if preset is not None: raise BadInputError('preset', f'{model} carries its own settings ({Path(model).with_suffix(".json")}): give --model without --preset')
         m = load_model(model)
-        cfg = cli_config(model_config(m), **opts)
+        cfg = model_run_config(m, **opts)
     else: cfg = cli_config(preset, **opts)
     with _quiet_skips(): rows = segment_paths(images, out, cfg, size=size, progress=not quiet, model=m)
     print(f'segmented {len(rows)} images into {out}' + (f' with the model {model}' if model else ''))
