@@ -36,6 +36,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=['uss_nb', 'uss_nb.*']),
     include_package_data = True,
+    package_data = {'uss_nb': ['presets/*.json']},     # the presets (uss_nb/presets/NAME.json); MANIFEST.in puts them in the sdist
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'faiss': shlex.split(cfg.get('faiss_requirements', '')) },
     dependency_links = cfg.get('dep_links','').split(),

@@ -138,7 +138,7 @@ def test_segment_returns_original_resolution(tmp_path):
 def test_uss_help_describes_each_subcommand():
     r = run('uss', '--help')
     lines = r.stdout.splitlines()
-    for cmd in ('demo', 'eval', 'segment', 'train'):
+    for cmd in ('demo', 'eval', 'fit', 'segment', 'train'):
         line = next(l for l in lines if l.strip().startswith(cmd + ' '))
         assert len(line.split(None, 1)[1]) > 20, line
     assert '--device' in r.stdout and '--version' in r.stdout
@@ -149,7 +149,7 @@ def test_uss_version_reports_the_torch_build():
     assert r.returncode == 0 and uss_nb.__version__ in r.stdout and torch.__version__ in r.stdout
     assert ('CUDA not available' in r.stdout) == (not torch.cuda.is_available())
 
-@pytest.mark.parametrize('cmd', ['demo', 'eval', 'segment', 'train'])
+@pytest.mark.parametrize('cmd', ['demo', 'eval', 'fit', 'segment', 'train'])
 def test_every_subcommand_takes_device(cmd):
     r = run('uss', cmd, '--help')
     assert r.returncode == 0 and '--device DEVICE' in r.stdout
@@ -161,3 +161,72 @@ def test_bench_takes_flag_value_and_key_value():
         r = run('uss-bench', 'read', *args)
         assert r.returncode == 0, (args, r.stderr)
         assert json.loads(r.stdout.strip().splitlines()[-1])['ours_ms'] > 0
+
+# ---- presets, uss fit and uss segment --model
+
+def test_presets_are_package_data():
+    "The presets are shipped inside the package and named in its packaging (setup.py's package_data, MANIFEST.in)."
+    from uss_nb.pipelines import preset_dir, preset_names
+    root = Path(__file__).resolve().parent.parent
+    assert preset_names() == ['default', 'objects', 'street'] and preset_dir() == root/'uss_nb'/'presets'
+    assert "'presets/*.json'" in (root/'setup.py').read_text() and 'uss_nb/presets *.json' in (root/'MANIFEST.in').read_text()
+
+def test_eval_preset_and_options_write_the_resolved_config(tmp_path):
+    "`uss eval --preset objects` with options given: they replace the preset's; config.json in --out holds every setting."
+    from uss_nb.pipelines import load_preset, EvalConfig
+    import dataclasses
+    mine = labelled_folder(tmp_path/'mine', n=2)
+    r = run('uss', 'eval', '--data', mine, '--preset', 'objects', '--backbone', 'tiny_vit', '--n_segments', 3, '--eigenvectors', 5,
+            '--refine', 'none', '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    want = dataclasses.replace(load_preset('objects'), backbone='tiny_vit', n_segments=3, k=5, refine='none', n_clusters=11)
+    assert load_preset(tmp_path/'res'/'config.json') == want
+    assert json.loads((tmp_path/'res'/'metrics.json').read_text())['files']['config'] == 'config.json'
+
+def test_fit_then_segment_with_the_model(tmp_path, monkeypatch):
+    """`uss fit` on 4 camvid/val photos (the street preset, cheaper features and 2 CRF rounds), `uss segment --model` on 2 others:
+    masks at the photos' own size, labels those of the evaluation's assignment with the model's centres."""
+    import dataclasses, numpy as np, torch
+    from PIL import Image, ImageOps
+    from uss_nb import pipelines as P
+    from uss_nb.core import load
+    cv = camvid_or_skip()
+    r = run('uss', 'fit', '--data', 'camvid/val', '--limit', 4, '--preset', 'street', '--backbone', 'tiny_vit', '--scales', 1,
+            '--size', 180, '--crf_rounds', 2, '--out', tmp_path/'street.pt', '--quiet', env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    model = P.load_model(tmp_path/'street.pt')
+    assert (model['kind'], model['assign'], model['n_clusters'], model['n_fitted']) == ('kmeans', 'scores', 11, 4)
+    assert model['features'] == dict(backbone='tiny_vit', scales=[1.0], power=1.0, photometric='channels')
+    assert json.loads((tmp_path/'street.json').read_text())['config']['crf_rounds'] == 2
+    photos = sorted((cv/'val'/'images').iterdir())[10:12]
+    r = run('uss', 'segment', *photos, '--model', tmp_path/'street.pt', '--size', 160, '--out', tmp_path/'seg', '--quiet', env=env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    cfg = P.model_config(model)
+    assert P.load_preset(tmp_path/'seg'/'config.json') == cfg
+    # the evaluation's own k-means pipeline on the same photos, its fit replaced by the model's centres
+    monkeypatch.setattr(P, 'crf_refit', lambda *a, **kw: model['centres'])
+    ds = P.photometric_view(P.image_dataset(photos, 160), cfg.photometric)
+    feats = P.dense_features(ds, cfg, cache=False)
+    for i, grid, scores in P.pipeline_maps(ds, feats, cfg, 11):
+        image0 = ds.load_image(i)[0]
+        want = P.at_resolution(ds[i][0], grid, scores, cfg, 11, image0.shape[-2:])
+        with Image.open(photos[i]) as im: w, h = ImageOps.exif_transpose(im).size
+        got = np.asarray(Image.open(tmp_path/'seg'/f'{photos[i].stem}_labels.png'))
+        assert got.shape == (h, w) == (360, 480)
+        assert (got == want.numpy()).all()
+
+def test_segment_refuses_a_model_under_other_features(tmp_path):
+    "Other features than the model's (--backbone), another setting of its fit (--n_clusters) or --preset beside --model: exit 2 before any output."
+    from uss_nb.pipelines import fit_model, save_model, EvalConfig, image_dataset
+    import skimage.data
+    photo = Path(skimage.data.data_dir)/'coffee.png'
+    save_model(fit_model(image_dataset([photo], 64), EvalConfig(pipeline='kmeans', backbone='tiny_vit', n_clusters=3), progress=False), tmp_path/'m.pt')
+    for opts, words in ((['--backbone', 'vgg19'], "backbone='tiny_vit' in the model, 'vgg19' asked for"),
+                        (['--scales', '1,2'], 'scales=[1.0] in the model, [1.0, 2.0] asked for'),
+                        (['--n_clusters', 4], 'n_clusters=3 in the model, 4 asked for'),
+                        (['--preset', 'street'], 'give --model without --preset')):
+        r = run('uss', 'segment', photo, '--model', tmp_path/'m.pt', '--out', tmp_path/'out', *opts)
+        assert r.returncode == 2 and words in r.stderr, (opts, r.stderr)
+    assert not (tmp_path/'out').exists()
+    r = run('uss', 'segment', photo, '--model', tmp_path/'m.pt', '--refine', 'crf', '--size', 64, '--out', tmp_path/'out', '--quiet')
+    assert r.returncode == 0, r.stderr                                           # the refinement may differ from the fit's

@@ -1,5 +1,5 @@
 "README.md is generated from nbs/index.ipynb and must not drift from it."
-import subprocess, sys
+import json, subprocess, sys
 import pytest
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def readme_commands(text=None) -> list:
 
 def test_readme_commands_are_found():
     cmds = readme_commands()
-    assert {c[1] for c in cmds if c[0] == 'uss'} >= {'segment', 'eval', 'train', '--version'}, cmds
+    assert {c[1] for c in cmds if c[0] == 'uss'} >= {'segment', 'eval', 'train', 'fit', '--version'}, cmds
     assert readme_commands('```sh\nuss eval --data a \\\n  --out b   # c\nuss train x.pt && uss eval --ckpt x.pt\n```') == [
         ['uss', 'eval', '--data', 'a', '--out', 'b'], ['uss', 'train', 'x.pt'], ['uss', 'eval', '--ckpt', 'x.pt']]
 
@@ -46,9 +46,9 @@ def _slow(words):
     return words[:2] == ['uss', 'train'] or '--ckpt' in words or '--train_data' in words
 
 def _cheap(words):
-    "The command on a small share of its data: `--limit 2` for a named split, one repeat on two images for a benchmark."
+    "The command on a small share of its data: `--limit 2` for a named split (`uss eval`, `uss fit`), one repeat on two images for a benchmark."
     from uss_nb.pipelines import bench_options, get_bench
-    if words[:2] == ['uss', 'eval'] and '--data' in words and not Path(words[words.index('--data') + 1]).exists(): return words + ['--limit', '2']
+    if words[:2] in (['uss', 'eval'], ['uss', 'fit']) and '--data' in words and not Path(words[words.index('--data') + 1]).exists(): return words + ['--limit', '2']
     if words[0] == 'uss-bench':
         opts = bench_options(get_bench(words[1]))
         return words + [a for k, v in (('repeats', '1'), ('n_images', '2')) if k in opts for a in (f'--{k}', v)]
@@ -82,5 +82,7 @@ def test_readme_commands_run(readme_folder):
                            capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, f'{" ".join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}'
         ran.append(cmd[:2])
-    assert ['uss', 'segment'] in ran and ['uss', 'eval'] in ran and (readme_folder/'results'/'metrics.json').exists()
+    assert ['uss', 'segment'] in ran and ['uss', 'eval'] in ran and ['uss', 'fit'] in ran and (readme_folder/'results'/'metrics.json').exists()
+    assert (readme_folder/'results'/'config.json').exists() and (readme_folder/'street.pt').exists() and (readme_folder/'street.json').exists()
+    assert json.loads((readme_folder/'segments'/'segments.json').read_text())['model'] == 'street.pt'   # the last segment command applied the model
     assert len(list((readme_folder/'segments').glob('*_labels.png'))) == 2
