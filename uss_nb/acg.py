@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['tokens', 'affinity', 'modularity', 'modularity_loss', 'Attention', 'ACGStep', 'ACGOut', 'ACG', 'ACGConfig',
            'feature_list', 'train_acg', 'center_features', 'acg_segments', 'acg_cluster', 'ConceptExplorer',
-           'bench_modularity']
+           'bench_modularity', 'bench_acg']
 
 # %% ../nbs/07_acg.ipynb #00ff1cd2
 import math, time, dataclasses
@@ -57,6 +57,19 @@ class Attention(nn.Module):
         Q, K, V = split(self.q(q)), split(self.k(kv)), split(self.v(kv))
         A = (Q @ K.transpose(-1, -2) / math.sqrt(D // self.h)).softmax(-1)    # (B,h,P,N)
         return self.o((A @ V).transpose(1, 2).reshape(B, P, D)), A.mean(1)
+    def factored(self, q, xh, g, b, mask=None):
+        "`forward(q, xh*g + b)` for tokens xh (B,N,D) and an affine map g, b (D,), without projecting the N tokens: the key and value maps act on the P queries instead. `mask` (B,N) marks the real tokens of padded images."
+        (B, P, D), N, h = q.shape, xh.shape[1], self.h; e = D // h    # explicit sizes: B or N may be 0
+        Q = self.q(q).reshape(B, P, h, e).transpose(1, 2)                            # (B,h,P,e)
+        Qk = torch.einsum('bhpe,hed->bhpd', Q, self.k.weight.reshape(h, e, D))       # Q·Wk per head: (B,h,P,D)
+        shift = (Q * self.k.bias.reshape(h, 1, e)).sum(-1) + Qk @ b                  # the same for every token
+        s = ((Qk * g).reshape(B, h * P, D) @ xh.transpose(1, 2)).reshape(B, h, P, N) + shift[..., None]
+        if mask is not None: s = s.masked_fill(~mask[:, None, None, :], float('-inf'))
+        A = (s / math.sqrt(e)).softmax(-1)                                           # (B,h,P,N)
+        r = A.sum(-1, keepdim=True)                                                  # 1 (0 for an image without tokens)
+        kv = (A.reshape(B, h * P, N) @ xh).reshape(B, h, P, D) * g + r * b          # A·(xh g + b)
+        out = torch.einsum('bhpd,hed->bhpe', kv, self.v.weight.reshape(h, e, D)) + r * self.v.bias.reshape(h, 1, e)
+        return self.o(out.transpose(1, 2).reshape(B, P, D)), A.mean(1)
 
 class ACGStep(nn.Module):
     "One prototype update: cross-attention to the pixels, self-attention among prototypes, FFN; residuals and post-norm."
@@ -65,11 +78,18 @@ class ACGStep(nn.Module):
         self.cross, self.self_attn = Attention(dim, n_heads), Attention(dim, n_heads)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Linear(ffn_mult * dim, dim))
         self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-    def forward(self, p, x):
-        u, a = self.cross(p, x)
+    def update(self, p, u):
+        "The prototypes after the cross-attention's output u: residual and norm, self-attention, FFN."
         p = self.n1(p + u)
         p = self.n2(p + self.self_attn(p, p)[0])
-        return self.n3(p + self.ffn(p)), a
+        return self.n3(p + self.ffn(p))
+    def forward(self, p, kv):
+        u, a = self.cross(p, kv)
+        return self.update(p, u), a
+    def factored(self, p, xh, g, b, mask=None):
+        "`forward(p, xh*g + b)` with the cross-attention's `Attention.factored`."
+        u, a = self.cross.factored(p, xh, g, b, mask)
+        return self.update(p, u), a
 
 # %% ../nbs/07_acg.ipynb #45fdd362
 @dataclasses.dataclass
@@ -87,24 +107,34 @@ class ACG(nn.Module):
         self.norm_x = nn.LayerNorm(dim)
         mk = lambda: ACGStep(dim, n_heads, ffn_mult)
         self.steps = nn.ModuleList([mk()] * n_steps if share_weights else [mk() for _ in range(n_steps)])
-    def concepts(self, x):
-        "The concepts (B,P,D) of pixel tokens x (B,N,D) and the cross-attention maps of every step (B,S,P,N)."
-        p, kv, maps = self.prototypes.expand(x.shape[0], -1, -1), self.norm_x(x), []
+    def concepts(self, x, mask=None):
+        "The concepts (B,P,D) of pixel tokens x (B,N,D) and the cross-attention maps of every step (B,S,P,N); `mask` (B,N) marks the real tokens of padded images."
+        xh = F.layer_norm(x, (self.dim,), eps=self.norm_x.eps)          # norm_x without its affine map: the steps fold it in
+        p, maps = self.prototypes.expand(x.shape[0], -1, -1), []
         for step in self.steps:
-            p, a = step(p, kv); maps.append(a)
+            p, a = step.factored(p, xh, self.norm_x.weight, self.norm_x.bias, mask); maps.append(a)
         return p, torch.stack(maps, 1)
-    def forward(self, x) -> ACGOut:
-        "Concepts and pixel assignments for pixel tokens x (B,N,D) or dense features (B,D,h,w)."
-        x = (tokens(x) if x.ndim == 4 else x).to(self.prototypes.device)
-        if x.shape[-1] != self.dim: raise BadInputError('feats', f'feature dimension {x.shape[-1]} != ACG dim {self.dim}')
-        c, attn = self.concepts(x)
+    def assign(self, x, c, attn) -> ACGOut:
+        "Cosine similarities, soft and hard assignments of pixel tokens x (B,N,D) to the concepts c (B,P,D)."
         sim = F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2)
         return ACGOut(c, sim, (sim / self.tau).softmax(-1), sim.argmax(-1), attn)
+    def forward(self, x, mask=None) -> ACGOut:
+        "Concepts and pixel assignments for pixel tokens x (B,N,D) or dense features (B,D,h,w); `mask` (B,N): real tokens of padded images."
+        x = (tokens(x) if x.ndim == 4 else x).to(self.prototypes.device)
+        if x.shape[-1] != self.dim: raise BadInputError('feats', f'feature dimension {x.shape[-1]} != ACG dim {self.dim}')
+        return self.assign(x, *self.concepts(x, mask))
+
+def _forward_ref(model:ACG, x) -> ACGOut:
+    "The ACG's forward pass as first written: the layer-normed pixel tokens projected to keys and values in every step (`ACGStep.forward`)."
+    p, kv, maps = model.prototypes.expand(x.shape[0], -1, -1), model.norm_x(x), []
+    for step in model.steps:
+        p, a = step(p, kv); maps.append(a)
+    return model.assign(x, p, torch.stack(maps, 1))
 
 # %% ../nbs/07_acg.ipynb #48b05a26
 @dataclasses.dataclass
 class ACGConfig:
-    "ACG training settings; `batch` counts images per optimiser step, `micro_batch` images per forward pass."
+    "ACG training settings; `batch` counts images per optimiser step, `micro_batch` images per forward pass, `cache_mb` MiB of affinity graphs kept between epochs."
     n_prototypes: int = 6
     n_steps: int = 6
     n_heads: int = 1
@@ -120,8 +150,9 @@ class ACGConfig:
     seed: int = 0
     ckpt_every: int = 10
     device: Optional[str] = None
+    cache_mb: int = 1024
 
-_RUN_ONLY = ('epochs', 'ckpt_every', 'micro_batch', 'device')
+_RUN_ONLY = ('epochs', 'ckpt_every', 'micro_batch', 'device', 'cache_mb')
 
 def _train_hash(cfg, dim):
     "Hash of the settings that a resumed run must share with its checkpoint."
@@ -137,18 +168,61 @@ def feature_list(features):
     return features
 
 # %% ../nbs/07_acg.ipynb #16b8b932
+def _feature_map(features, i):
+    "`features[i]`, checked to be a (C,h,w) tensor."
+    f = features[i]
+    if not isinstance(f, torch.Tensor) or f.ndim != 3: raise BadInputError(f'features[{i}]', 'expected a (C,h,w) tensor')
+    return f
+
+class _Graphs:
+    "Image `i`'s pixel tokens (N,D) and affinity graph (N,N), made from `features[i]` when first asked for and kept while the kept ones fit in `mb` MiB (the features do not change between epochs)."
+    def __init__(self, features, diag:bool=False, mb:float=0, device='cpu'):
+        self.features, self.diag, self.device, self.left, self.kept = features, diag, device, mb * 2**20, {}
+    def __call__(self, i):
+        hit = self.kept.get(i)
+        if hit is not None: return hit
+        x = tokens(_feature_map(self.features, i).to(self.device, torch.float32))[0].contiguous()
+        W = affinity(x, self.diag); size = (x.numel() + W.numel()) * 4
+        if size <= self.left: self.kept[i] = x, W; self.left -= size
+        return x, W
+
+def _padded_batches(graphs, idx, size):
+    "Micro-batches `(x (B,N,D), mask (B,N) or None, W (B,N,N))` of at most `size` of the images `idx` (tokens and graphs from `graphs`), in order of token count and padded with zeros (masked) to the longest; images without pixels are left out (their modularity is 0)."
+    xs = sorted((t for t in ((i, *graphs(i)) for i in idx.tolist()) if len(t[1])), key=lambda t: len(t[1]))  # stable sort
+    for j in range(0, len(xs), size):
+        chunk = xs[j:j + size]; lens = [len(x) for _, x, _ in chunk]; N, D = lens[-1], chunk[0][1].shape[1]
+        if lens[0] == N: yield torch.stack([x for _, x, _ in chunk]), None, torch.stack([W for *_, W in chunk])
+        else:
+            dev = chunk[0][1].device
+            x, W = torch.zeros(len(chunk), N, D, device=dev), torch.zeros(len(chunk), N, N, device=dev)
+            for k, (_, t, w) in enumerate(chunk): x[k, :len(t)] = t; W[k, :len(t), :len(t)] = w
+            yield x, torch.arange(N, device=dev) < torch.tensor(lens, device=dev)[:, None], W
+
+def _epoch(model, opt, features, cfg, epoch, device, graphs=None):
+    "One epoch of modularity training on padded micro-batches, tokens and graphs from `graphs` (a `_Graphs`; default: none kept); returns the mean modularity over its images."
+    graphs = _Graphs(features, cfg.diag, 0, device) if graphs is None else graphs
+    n = len(features)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+    total = 0.
+    for s in range(0, n, cfg.batch):
+        idx = perm[s:s + cfg.batch]
+        opt.zero_grad(set_to_none=True)
+        for x, mask, W in _padded_batches(graphs, idx, cfg.micro_batch):
+            q = modularity(W, model(x, mask).soft)
+            (-q.sum() / len(idx)).backward()
+            total += q.sum().item()
+        opt.step()
+    return total / n
+
 def _micro_batches(features, idx, size):
     "Stacked micro-batches of at most `size` same-shaped maps from `features[idx]`."
     groups = {}
-    for i in idx.tolist():
-        f = features[i]
-        if not isinstance(f, torch.Tensor) or f.ndim != 3: raise BadInputError(f'features[{i}]', 'expected a (C,h,w) tensor')
-        groups.setdefault(tuple(f.shape), []).append(f)
+    for i in idx.tolist(): f = _feature_map(features, i); groups.setdefault(tuple(f.shape), []).append(f)
     for fs in groups.values():
         for j in range(0, len(fs), size): yield torch.stack(fs[j:j + size])
 
-def _epoch(model, opt, features, cfg, epoch, device):
-    "One epoch of modularity training; returns the mean modularity over its images."
+def _epoch_ref(model, opt, features, cfg, epoch, device):
+    "The training epoch as first written, the reference of `bench_acg`: micro-batches of equal shape, the graphs rebuilt and every pixel token projected (`_forward_ref`) in every epoch."
     n = len(features)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
     total = 0.
@@ -157,7 +231,7 @@ def _epoch(model, opt, features, cfg, epoch, device):
         opt.zero_grad(set_to_none=True)
         for f in _micro_batches(features, idx, cfg.micro_batch):
             x = tokens(f.to(device, torch.float32))
-            q = modularity(affinity(x, cfg.diag), model(x).soft)
+            q = modularity(affinity(x, cfg.diag), _forward_ref(model, x).soft)
             (-q.sum() / len(idx)).backward()
             total += q.sum().item()
         opt.step()
@@ -184,9 +258,10 @@ def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     "Train an `ACG` on per-image dense features by maximising modularity; returns (model, history of per-epoch mean Q)."
     cfg = cfg or ACGConfig()
     features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
+    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device)
     for e in range(start, cfg.epochs):
         model.train()
-        history.append(_epoch(model, opt, features, cfg, e, device))
+        history.append(_epoch(model, opt, features, cfg, e, device, graphs))
         if verbose: print(f'epoch {e + 1}/{cfg.epochs}  modularity {history[-1]:.4f}')
         if ckpt is not None and ((e + 1) % cfg.ckpt_every == 0 or e + 1 == cfg.epochs):
             save(dict(model=model.state_dict(), opt=opt.state_dict(), epoch=e + 1, history=history, key=key), ckpt)
@@ -293,3 +368,45 @@ def bench_modularity(B:int=16, N:int=660, P:int=6, reps:int=5, device=None) -> d
     (ours, a), (ref, b) = t(modularity), t(_modularity_ref)
     if not torch.allclose(a, b, atol=1e-4): raise AssertionError('modularity disagrees with the reference')
     return dict(name='modularity', ours_ms=ours, ref_ms=ref, ratio=ref / ours, B=B, N=N, P=P, device=str(dev))
+
+# %% ../nbs/07_acg.ipynb #d5e0b7a2
+_ACG_REF = ("the ACG's epoch as first written: micro-batches of one image shape, every pixel token projected to keys "
+            "and values in every step, each image's affinity graph rebuilt every epoch (float32)")
+
+def _bench_features(n, c, h, w, data, seed):
+    "`n` random (c,h,w) maps, or the cached VGG19 features of split `data`, centred as the pipelines train on them (the first `n`; all when `n` is None)."
+    if data is None: return list(torch.randn(n or 16, c, h, w, generator=torch.Generator().manual_seed(seed)))
+    from uss_nb.data import get_dataset
+    from uss_nb.pipelines import EvalConfig, _features, _grid_feats
+    feats = _features(get_dataset(data), EvalConfig(seed=seed), False)
+    return [center_features(_grid_feats(feats, k)) for k in feats.names[:n]]
+
+def bench_acg(n:int=16, c:int=512, h:int=22, w:int=30, data:str=None, reps:int=3, threads:int=1, tol:float=1e-4, seed:int=0) -> dict:
+    "Seconds per training epoch of `train_acg` (factored cross-attention, padded micro-batches; graphs kept, and rebuilt) against the epoch as first written: same images and seeded start, pinned threads, warm-up, interleaved rounds, medians; gate: each epoch's mean modularity, relative difference ≤ `tol`. `data`: a split's cached VGG19 features instead of `n` random (c,h,w) maps."
+    from uss_nb.core import pinned_threads, time_interleaved, gate, ratio_row, bench_summary
+    feats, cfg = _bench_features(n, c, h, w, data, seed), ACGConfig(seed=seed)
+    names = {'kept': 'train_acg epoch, graphs kept', 'rebuilt': 'train_acg epoch, graphs rebuilt', 'ref': 'reference'}
+    with pinned_threads(threads):
+        runs = {k: _setup(feats, cfg, None)[:4] for k in names}      # features, device, model, optimiser: the same start
+        fs, dev = runs['ref'][:2]
+        t0 = time.perf_counter(); graphs = _Graphs(fs, cfg.diag, cfg.cache_mb, dev); [graphs(i) for i in range(len(fs))]
+        graphs_s, hist, cpu = time.perf_counter() - t0, {k: [] for k in names}, {k: [] for k in names}
+        def epoch(k, imgs):
+            def go():
+                _, _, model, opt = runs[k]; e, c0 = len(hist[k]), time.process_time()
+                q = (_epoch_ref(model, opt, imgs, cfg, e, dev) if k == 'ref' else
+                     _epoch(model, opt, imgs, cfg, e, dev, graphs if k == 'kept' and imgs is fs else None))
+                cpu[k].append(time.process_time() - c0); hist[k].append(q); return q
+            return go
+        ts, _ = time_interleaved({names[k]: epoch(k, fs) for k in names}, reps=reps, warm={names[k]: epoch(k, fs[:2]) for k in names})
+    gap = {k: max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(hist[k], hist['ref'])) for k in ('kept', 'rebuilt')}
+    rows = [ratio_row(ts, names[k], names['ref'], _ACG_REF, dict(loss_gap=gate(gap[k], tol)), cpu_ratio=float(np.median(cpu['ref'][1:]) / np.median(cpu[k][1:])))
+            for k in ('kept', 'rebuilt')]
+    s = {k: float(np.median(ts[names[k]])) for k in names}
+    out = bench_summary('acg', rows, threads=threads, data=data or 'random', images=len(fs), tokens=sorted({f.shape[-2] * f.shape[-1] for f in fs}),
+                        s_per_epoch=s['kept'], first_epoch_s=s['rebuilt'], ref_s_per_epoch=s['ref'],
+                        cpu_s_per_epoch=float(np.median(cpu['kept'][1:])), ref_cpu_s_per_epoch=float(np.median(cpu['ref'][1:])),
+                        minutes_400=(s['rebuilt'] + 399 * s['kept']) / 60, ref_minutes_400=400 * s['ref'] / 60, graphs_s=graphs_s,
+                        loss_gap=max(gap.values()), modularity=hist['ref'])
+    if not out['ok']: raise AssertionError(f"bench_acg: train_acg's epochs and the reference epochs differ in modularity by {max(gap.values()):.2e} (> {tol})")
+    return out

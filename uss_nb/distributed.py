@@ -22,7 +22,7 @@ from .backbones import get_backbone
 from .stego import (StegoConfig, StegoResult, knn_indices, pool_features, _take, _state, _resume, _update,
                           _step_generator, _batch_indices, _partners)
 from .attention_clustering import ABC, abc_loss, _batches
-from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup
+from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup, _Graphs, _padded_batches
 
 # %% ../nbs/14_distributed.ipynb #18cb3020
 def rank_world() -> tuple:
@@ -282,17 +282,17 @@ class ABCDist(ABC):
         return super().save(path) if rank_world()[0] == 0 else Path(path)
 
 # %% ../nbs/14_distributed.ipynb #5092bb05
-def _acg_epoch(model, opt, features, cfg, epoch, device):
+def _acg_epoch(model, opt, features, cfg, epoch, device, graphs=None):
     "`uss_nb.acg._epoch` with each batch's images split over the ranks and the gradients summed across them."
     rank, world = rank_world(); n = len(features)
+    graphs = _Graphs(features, cfg.diag, 0, device) if graphs is None else graphs
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
     total = torch.zeros((), dtype=torch.float64, device=device)
     for s in range(0, n, cfg.batch):
         idx = perm[s:s + cfg.batch]; rows, _ = _rows(len(idx), rank, world)
         opt.zero_grad(set_to_none=False)
-        for f in _micro_batches(features, idx[rows], cfg.micro_batch):
-            x = tokens(f.to(device, torch.float32))
-            q = modularity(affinity(x, cfg.diag), model(x).soft)
+        for x, mask, W in _padded_batches(graphs, idx[rows], cfg.micro_batch):
+            q = modularity(W, model(x, mask).soft)
             (-q.sum() / len(idx)).backward(); total += q.detach().sum()
         if world > 1:
             for p in model.parameters():
@@ -307,8 +307,9 @@ def train_acg_dist(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     rank, world = rank_world()
     cfg = cfg or ACGConfig()
     features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
+    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device)
     for e in range(start, cfg.epochs):
-        model.train(); history.append(_acg_epoch(model, opt, features, cfg, e, device))
+        model.train(); history.append(_acg_epoch(model, opt, features, cfg, e, device, graphs))
         if verbose and rank == 0: print(f'epoch {e + 1}/{cfg.epochs}  modularity {history[-1]:.4f}  ({world} ranks)')
         if ckpt is not None and rank == 0 and ((e + 1) % cfg.ckpt_every == 0 or e + 1 == cfg.epochs):
             save(dict(model=model.state_dict(), opt=opt.state_dict(), epoch=e + 1, history=history, key=key), ckpt)

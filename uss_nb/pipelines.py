@@ -1138,7 +1138,7 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
 BENCHES = {'read': ('uss_nb.data', 'bench_read'), 'features': ('uss_nb.features', 'bench_features'),
            'sinkhorn': ('uss_nb.ot', 'bench_sinkhorn'), 'kmeans': ('uss_nb.kmeans', 'bench_kmeans'),
            'eigen': ('uss_nb.spectral', 'bench_eigen'), 'knn': ('uss_nb.stego', 'bench_knn'), 'stego': ('uss_nb.stego', 'bench_stego'),
-           'modularity': ('uss_nb.acg', 'bench_modularity'), 'abc': ('uss_nb.attention_clustering', 'bench_abc'),
+           'modularity': ('uss_nb.acg', 'bench_modularity'), 'acg': ('uss_nb.acg', 'bench_acg'), 'abc': ('uss_nb.attention_clustering', 'bench_abc'),
            'omh': ('uss_nb.omh', 'bench_omh'), 'dist': ('uss_nb.distributed', 'bench_dist')}
 
 def _defines(mod:str, fn:str) -> bool:
