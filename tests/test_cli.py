@@ -176,10 +176,10 @@ def test_eval_preset_and_options_write_the_resolved_config(tmp_path):
     from uss_nb.pipelines import load_preset, EvalConfig
     import dataclasses
     mine = labelled_folder(tmp_path/'mine', n=2)
-    r = run('uss', 'eval', '--data', mine, '--preset', 'objects', '--backbone', 'tiny_vit', '--n_segments', 3, '--eigenvectors', 5,
+    r = run('uss', 'eval', '--data', mine, '--preset', 'objects', '--backbone', 'tiny_vit', '--n_segments', 8, '--eigenvectors', 10,
             '--refine', 'none', '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
     assert r.returncode == 0, r.stderr
-    want = dataclasses.replace(load_preset('objects'), backbone='tiny_vit', n_segments=3, k=5, refine='none', n_clusters=11)
+    want = dataclasses.replace(load_preset('objects'), backbone='tiny_vit', n_segments=8, k=10, refine='none', n_clusters=11)
     assert load_preset(tmp_path/'res'/'config.json') == want
     assert json.loads((tmp_path/'res'/'metrics.json').read_text())['files']['config'] == 'config.json'
 
