@@ -416,7 +416,8 @@ def pca_init(head, features, n_cells:int=50_000, seed:int=0):
     c, h, w = torch.as_tensor(features[0]).shape
     x = _take_cells(features, torch.arange(n), torch.randint(0, h * w, (n, per), generator=g)).flatten(0, 1)
     _, _, v = torch.linalg.svd(x, full_matrices=False)      # uncentred: the codes keep the features' cosine geometry
-    head.linear.weight.copy_(v[:head.dim].to(head.linear.weight).view_as(head.linear.weight)); head.linear.bias.zero_()
+    w = torch.zeros(head.dim, c); r = min(head.dim, len(v)); w[:r] = v[:r]      # more code dimensions than directions: the rest start at 0
+    head.linear.weight.copy_(w.to(head.linear.weight).view_as(head.linear.weight)); head.linear.bias.zero_()
     if head.nonlinear is not None: head.nonlinear[2].weight.zero_(); head.nonlinear[2].bias.zero_()
     return head
 
