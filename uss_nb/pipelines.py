@@ -153,7 +153,7 @@ class EvalConfig:
     head_assign: str = 'kmeans' # STEGO / HP / SmooSeg: final labels by cosine k-means of the head's codes ('kmeans'; better in the worst case over both tuning splits for all three heads, 09_stego) or by the trained probe / prototypes ('probe')
     head_init: str = 'pca'      # STEGO / HP / SmooSeg: the head's initialisation, 'pca' (the features' PCA projection; better than 'random' on both tuning splits, 09_stego) or 'random'
     shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
-    omh_weight: float = 0.01    # OMH: λ, the weight of OMH's loss (chosen on camvid/val for the earlier loss, variant max_joint, where 1.0 collapsed the codes; not yet re-chosen for the paper's loss)
+    omh_weight: float = 1.0     # OMH: λ, the weight of OMH's loss (Eq. 12), chosen by 10_omh's grid (best worst case over both tuning splits among 1 and 0.1; both collapse the codes' directions, at 1 k-means of the codes still separates the clusters)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
     crf_temperature: float = 0.05  # `kmeans` with refine='crf': softmax temperature of the cosine scores fed to the CRF (the other pipelines give it hard labels)
