@@ -184,10 +184,15 @@ def cluster_maps(hier:Hierarchy, codes) -> list:
     return [a.argmax(1).view(codes.shape[1:]).cpu() for a in hier.activations(x.to(hier.centres[0].device))]
 
 @torch.no_grad()
-def head_codes(head, features, batch_size=4, device='cpu') -> list:
-    "Codes `[(D,h,w)]` of each item of `features` by `head` in eval mode (items may differ in size)."
-    head = head.eval().to(device)
-    return [head(_take(features, torch.tensor([i])).to(device))[0].cpu() for i in range(len(features))]
+def head_codes(head, features, batch_size:int=4, device='cpu') -> list:
+    "Codes `[(D,h,w)]` of each item of `features` by `head` in eval mode, run on up to `batch_size` consecutive items of one size at a time (items may differ in size)."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise BadInputError('batch_size', f'must be an integer >= 1, got {batch_size!r}')
+    head, out, i = head.eval().to(device), [], 0
+    while i < len(features):
+        j, shape = i + 1, tuple(features[i].shape)
+        while j < min(i + batch_size, len(features)) and tuple(features[j].shape) == shape: j += 1
+        out += list(head(_take(features, torch.arange(i, j)).to(device)).cpu()); i = j
+    return out
 
 # %% ../nbs/10_omh.ipynb #3ea1b66d
 class HierarchyExplorer:
