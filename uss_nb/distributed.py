@@ -21,8 +21,9 @@ from .features import (extract_features, feature_config, compute_dtype, cache_fo
 from .backbones import get_backbone
 from .stego import (StegoConfig, StegoResult, knn_indices, pool_features, _take, _state, _resume, _update,
                           _step_generator, _batch_indices, _partners)
-from .attention_clustering import ABC, abc_loss, _batches
+from .attention_clustering import ABC, _batches
 from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup, _Graphs, _padded_batches
+
 
 # %% ../nbs/14_distributed.ipynb #18cb3020
 def rank_world() -> tuple:
@@ -273,7 +274,7 @@ class ABCDist(ABC):
         for idx in _batches(len(x), self.cfg.batch_size, self.gen):
             rows, sizes = _rows(len(idx), rank, world)
             A = gather_cat(self.model(x[idx[rows].to(x.device)]), sizes)
-            loss = abc_loss(A, self.cfg.bounds, self.cfg.w_coverage, self.cfg.w_disjoint)
+            loss = self._loss(A)
             self.opt.zero_grad(set_to_none=True); loss.backward(); self.opt.step()
             total += loss.item() * len(idx)
         return total / len(x)

@@ -166,12 +166,12 @@ def _with_omh(omh, cfg, extra_losses, extra_modules):
         hook, hier = omh_hook(omh, cfg.dim, cfg.n_classes, cfg.seed); extra_losses.append(hook); extra.append(hier)
     return extra_losses, extra
 
-def fit(features, cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None, meta=None):
-    "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser (and `meta`, the features' description, checked on resuming)."
+def fit(cfg, modules:dict, optims:dict, step_fn, ckpt=None, steps=None, ckpt_every=500, verbose=False, hash_of=None, meta=None, in_dim:int=None):
+    "The resumable loop shared by the HP and SmooSeg trainers: `step_fn(step) -> logs`; checkpoints every module and optimiser (and `meta`, the features' description with their channel count `in_dim` added, checked on resuming)."
     h = config_hash(hash_of if hash_of is not None else cfg)
     if cfg.max_steps < 1: raise BadInputError('max_steps', f'{cfg.max_steps}: at least 1 step expected')
     if steps is not None and steps < 1: raise BadInputError('steps', f'{steps}: at least 1 step expected')
-    meta = None if meta is None else {**meta, 'in_dim': check_features(features)}
+    meta = None if meta is None else {**meta, 'in_dim': in_dim}
     step, history = 0, []
     if ckpt is not None and Path(ckpt).exists():
         ck = load(ckpt, map_location=next(iter(modules.values())).parameters().__next__().device)
@@ -264,7 +264,7 @@ def train_hp(features, cfg:HPConfig=None, omh:OMHConfig=None, ckpt=None, steps=N
     modules = dict(head=head, ema=ema, proj=proj, probe=probe, pools=pools) | {f'extra{i}': m for i, m in enumerate(extra)}
     head.train(); probe.train()
     step_fn = lambda s: _hp_step(s, features, head, ema, proj, probe, pools, (opt, popt, copt), cfg, extra_losses, device)
-    step, history = fit(features, cfg, modules, dict(head=opt, proj=popt, probe=copt), step_fn, ckpt, steps, ckpt_every, verbose,
-                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta)
+    step, history = fit(cfg, modules, dict(head=opt, proj=popt, probe=copt), step_fn, ckpt, steps, ckpt_every, verbose,
+                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta, in_dim=in_dim)
     head.eval(); probe.eval()
     return StegoResult(head, probe, torch.zeros(len(features), 0, dtype=torch.long), history, cfg, step, [ema, proj, *extra])

@@ -153,7 +153,7 @@ def train_omh(features, cfg:StegoConfig=None, omh:OMHConfig=None, extra_losses=(
 
 # %% ../nbs/10_omh.ipynb #b8a20282
 def bench_omh(n:int=32, c:int=512, h:int=22, w:int=30, steps:int=10, rounds:int=2, omh:OMHConfig=None, seed:int=0, device='cpu') -> dict:
-    "Seconds per 1000 steps of STEGO and of STEGO + OMH on random features `(n,c,h,w)`: interleaved rounds, best of each."
+    "Seconds per 1000 steps of STEGO and of STEGO + OMH on random features `(n,c,h,w)`: interleaved rounds, best of each (every round's seconds in `stego_rounds_s`, `omh_rounds_s`)."
     feats = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
     cfg, omh = StegoConfig(n_classes=11, max_steps=steps, seed=seed), omh or OMHConfig()
     knn, t = knn_indices(pool_features(feats), cfg.num_neighbors), {'stego': [], 'omh': []}
@@ -163,8 +163,9 @@ def bench_omh(n:int=32, c:int=512, h:int=22, w:int=30, steps:int=10, rounds:int=
             if k == 'stego': train_stego(feats, cfg, knn=knn, device=device)
             else: train_omh(feats, cfg, omh, knn=knn, device=device)
             t[k].append(time.perf_counter() - t0)
-    st, om = (1000 * min(v) / steps for v in t.values())
-    return dict(name='omh_step', shape=(n, c, h, w), steps=steps, stego_s_per_1000=st, omh_s_per_1000=om, overhead=om / st - 1)
+    st, om = (1000 * min(t[k]) / steps for k in ('stego', 'omh'))
+    return dict(name='omh_step', shape=(n, c, h, w), steps=steps, stego_s_per_1000=st, omh_s_per_1000=om, overhead=om / st - 1,
+                stego_rounds_s=t['stego'], omh_rounds_s=t['omh'])
 
 # %% ../nbs/10_omh.ipynb #e2d9c8a6
 def hierarchy_orders(plans, n0:int=None) -> list:
@@ -184,10 +185,15 @@ def cluster_maps(hier:Hierarchy, codes) -> list:
     return [a.argmax(1).view(codes.shape[1:]).cpu() for a in hier.activations(x.to(hier.centres[0].device))]
 
 @torch.no_grad()
-def head_codes(head, features, batch_size=4, device='cpu') -> list:
-    "Codes `[(D,h,w)]` of each item of `features` by `head` in eval mode (items may differ in size)."
-    head = head.eval().to(device)
-    return [head(_take(features, torch.tensor([i])).to(device))[0].cpu() for i in range(len(features))]
+def head_codes(head, features, batch_size:int=4, device='cpu') -> list:
+    "Codes `[(D,h,w)]` of each item of `features` by `head` in eval mode, run on up to `batch_size` consecutive items of one size at a time (items may differ in size)."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise BadInputError('batch_size', f'must be an integer >= 1, got {batch_size!r}')
+    head, out, i = head.eval().to(device), [], 0
+    while i < len(features):
+        j, shape = i + 1, tuple(features[i].shape)
+        while j < min(i + batch_size, len(features)) and tuple(features[j].shape) == shape: j += 1
+        out += list(head(_take(features, torch.arange(i, j)).to(device)).cpu()); i = j
+    return out
 
 # %% ../nbs/10_omh.ipynb #3ea1b66d
 class HierarchyExplorer:

@@ -139,7 +139,7 @@ def train_smooseg(features, cfg:SmooSegConfig=None, omh:OMHConfig=None, ckpt=Non
     modules = dict(head=head, protos=protos) | {f'extra{i}': m for i, m in enumerate(extra)}
     head.train(); protos.train()
     step_fn = lambda s: _smoo_step(s, features, head, protos, (opt, popt), lcfg, extra_losses, device)
-    step, history = fit(features, cfg, modules, dict(head=opt, protos=popt), step_fn, ckpt, steps, ckpt_every, verbose,
-                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta)
+    step, history = fit(cfg, modules, dict(head=opt, protos=popt), step_fn, ckpt, steps, ckpt_every, verbose,
+                        hash_of=dict(cfg=asdict(cfg), omh=None if omh is None else asdict(omh)), meta=meta, in_dim=in_dim)
     head.eval(); protos.eval()
     return StegoResult(head, protos, torch.zeros(len(features), 0, dtype=torch.long), history, cfg, step, extra)
