@@ -97,7 +97,7 @@ def test_eval_own_labelled_folder_saves_results(tmp_path):
 def test_eval_more_than_255_clusters_writes_16_bit_labels(tmp_path):
     from PIL import Image
     mine = labelled_folder(tmp_path/'mine', n=2)
-    r = run('uss', 'eval', '--data', mine, '--pipeline', 'kmeans', '--n_clusters', 300, '--n_init', 1, '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
+    r = run('uss', 'eval', '--data', mine, '--pipeline', 'kmeans', '--fit_on', 'pixels', '--refine', 'none', '--n_clusters', 300, '--n_init', 1, '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
     assert r.returncode == 0, r.stderr
     lab = Image.open(next((tmp_path/'res'/'labels').iterdir()))
     assert lab.mode.startswith('I') and lab.size == (480, 360)
