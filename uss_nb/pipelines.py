@@ -1115,7 +1115,7 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
     if every < 1: raise BadInputError('every', f'{every}: at least 1 step expected')
     ds = photometric_view(get_dataset(data) if isinstance(data, str) else data, cfg.photometric); k = cfg.n_clusters or ds.n_classes
     key = _json.dumps([str(data), asdict(cfg), every], sort_keys=True, default=str)
-    cfg = dataclasses.replace(cfg, ckpt=cfg.ckpt or str(cache_dir().parent/'curves'/f'{config_hash(key)}.pt'))
+    given, cfg = cfg, dataclasses.replace(cfg, ckpt=cfg.ckpt or str(cache_dir().parent/'curves'/f'{config_hash(key)}.pt'))   # rows record `given`: no machine path
     rows = read_results(results) if results else []
     done = {r['step'] for r in rows if r.get('key') == key}
     feats = _features(ds, cfg, progress); train = _head_train_features(ds, feats, cfg, progress)
@@ -1124,7 +1124,7 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
         t0 = time.perf_counter(); res = _train_head(train, cfg, k, steps=every); step = res.step
         if step in done: continue
         row = dict(key=key, data=str(data), train_data=cfg.train_data or str(data), pipeline=cfg.pipeline, seed=cfg.seed, step=step, every=every,
-                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(cfg), train_seconds=time.perf_counter() - t0) | code_stats(res.head, train, seed=cfg.seed)
+                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(given), train_seconds=time.perf_counter() - t0) | code_stats(res.head, train, seed=cfg.seed)
         for a in ('kmeans', 'probe'):
             c = dataclasses.replace(cfg, head_assign=a)
             row[f'miou_{a}'], row[f'acc_{a}'] = _score_labels(ds, _head_labels(res, train, feats, c, k), feats, c, k)
