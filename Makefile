@@ -28,11 +28,12 @@ demo: $(STAMP)
 
 test: browser-deps nbtest pytest
 
-# nbdev_test with its default flags (cells flagged slow or cuda are skipped); the docs test in pytest runs the notebooks
-# again to keep their outputs for the site (tools/docs_exec.py, the same skips)
+# every notebook run as nbdev_test runs it (cells flagged slow or cuda skipped, `eval: false` cells skipped, each
+# notebook stopping at its first error), by tools/docs_exec.py, which keeps the outputs in _proc/: the docs test in
+# pytest then only renders them, and no notebook runs twice. `cd nbs && nbdev_test` checks the same cells.
 nbtest: $(STAMP)
 	$(BIN)/nbdev_export
-	cd nbs && ../$(BIN)/nbdev_test --path .
+	$(BIN)/python tools/build_docs.py --no-render --jobs $(JOBS)
 
 # Chromium and its driver for the browser tests (tests/test_docs_browser.py, tests/test_lab_browser.py), and KaTeX for
 # the docs' maths, from apt when root; otherwise it says why not, and the browser tests skip saying the same (the docs
@@ -48,7 +49,7 @@ browser-deps:
 
 # pytest exits 5 when it collects no test: tests/ always has tests, so that is a failure, said plainly
 pytest: $(STAMP)
-	@$(BIN)/python -m pytest tests/ -q; rc=$$?; \
+	@$(BIN)/python -m pytest tests/ -q --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests in tests/: that is an error here"; exit 1; fi; \
 	exit $$rc
 
