@@ -201,7 +201,10 @@ def _used_font(d, selector):
 def test_page_is_readable(small_site, driver, stem):
     "Body text in a sans-serif font, code in a monospace one, and every text colour at least 4.5:1 against what is behind it."
     driver.get((small_site/f'{stem}.html').as_uri())
-    got = driver.execute_script(STYLE_JS, READ_WHAT)
+    for _ in range(100):   # the page loaded and laid out (a loaded machine can be slow to)
+        got = driver.execute_script(STYLE_JS, READ_WHAT)
+        if driver.execute_script('return document.readyState') == 'complete' and all(got[w] for w in READ_WHAT): break
+        time.sleep(0.1)
     for what in READ_WHAT: assert got[what], f'{stem}: no {what} found'
     assert 'sans-serif' in got['body text'][0]['family'] and not SERIF.search(got['body text'][0]['family'].split(',')[0])
     assert MONO.search(got['code blocks'][0]['family']), got['code blocks'][0]
