@@ -56,6 +56,18 @@ def test_demo_refuses_unknown_fit_on(tmp_path):
     assert r.returncode == 2 and 'valid names' in r.stderr and 'pixels, dsm' in r.stderr
     assert not (tmp_path/'out'/'summary.json').exists()
 
+def test_head_omh_and_consensus_options_are_checked_before_any_work():
+    "`--head_init`, `--omh_weight` and `--consensus` are in each subcommand's help; a bad value, or one the pipeline does not use, is refused (status 2)."
+    for cmd in ('eval', 'fit', 'segment'):
+        r = run('uss', cmd, '--help')
+        assert r.returncode == 0 and all(o in r.stdout for o in ('--head_init', '--omh_weight', '--consensus')), r.stdout
+    r = run('uss', 'eval', '--pipeline', 'stego', '--head_init', 'pcaa')
+    assert r.returncode == 2 and "head_init: unknown name 'pcaa'; valid names: pca, random" in r.stderr, r.stderr
+    r = run('uss', 'fit', '--data', 'camvid/val', '--pipeline', 'stego', '--omh_weight', 0.5)
+    assert r.returncode == 2 and 'omh_weight: applies to the +omh pipelines' in r.stderr, r.stderr
+    r = run('uss', 'segment', 'x.png', '--pipeline', 'kmeans', '--consensus', -1)
+    assert r.returncode == 2 and 'consensus: must be an integer >= 0, got -1' in r.stderr, r.stderr
+
 # ---- your own labelled data, saved results, original resolution, --device, --version, --help
 
 def camvid_or_skip():

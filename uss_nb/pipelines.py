@@ -197,7 +197,7 @@ def upsample_labels(labels, size, n:int) -> torch.Tensor:
 OPTION_LIMITS = {   # option: (type, lowest, highest or None)
     'n_clusters': (int, 1, 65535), 'n_init': (int, 1, 1000), 'seed': (int, 0, 2**32 - 1), 'n_segments': (int, 1, 254),
     'eigenvectors': (int, 2, 256), 'color_lambda': (float, 0., None), 'size': (int, 16, 8192), 'limit': (int, 1, None),
-    'epochs': (int, 1, None), 'fit_pixels': (int, 1, None)}
+    'epochs': (int, 1, None), 'fit_pixels': (int, 1, None), 'omh_weight': (float, 0., None)}
 
 def _finite(v) -> bool:
     try: return bool(np.isfinite(v))
@@ -224,7 +224,7 @@ def check_options(**opts) -> dict:
 def check_config(cfg:EvalConfig) -> EvalConfig:
     "`cfg` if its settings are allowed (`check_options` under the command line's names), else a `BadInputError`."
     check_options(n_clusters=cfg.n_clusters, seed=cfg.seed, n_segments=cfg.n_segments, eigenvectors=cfg.k, color_lambda=cfg.color_lambda,
-                  n_init=cfg.n_init, epochs=cfg.acg_epochs, fit_pixels=cfg.fit_pixels)
+                  n_init=cfg.n_init, epochs=cfg.acg_epochs, fit_pixels=cfg.fit_pixels, omh_weight=cfg.omh_weight)
     return cfg
 
 # %% ../nbs/12_pipelines.ipynb #38894ea9
@@ -655,7 +655,7 @@ def save_preset(cfg:EvalConfig, path, description:str='') -> Path:
     return save_json(dict(description=description, config={f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}), path)
 
 def resolve_config(preset='default', **given) -> EvalConfig:
-    "A run's settings: `preset` (a name or file for `load_preset`, or an `EvalConfig`) with each setting of `given` (`EvalConfig`'s names; None: not given) in its place. When `given` picks a pipeline other than `kmeans`, `fit_on`, `overcluster` and `crf_rounds` go back to 'pixels', 1 and 0 unless given too, and `crf_rounds` to 0 when `given` turns the CRF off."
+    "A run's settings: `preset` (a name or file for `load_preset`, or an `EvalConfig`) with each setting of `given` (`EvalConfig`'s names; None: not given) in its place. When `given` picks a pipeline other than `kmeans`, `fit_on`, `overcluster`, `crf_rounds` and `consensus` go back to 'pixels', 1, 0 and 0 unless given too, and `crf_rounds` to 0 when `given` turns the CRF off."
     cfg = preset if isinstance(preset, EvalConfig) else load_preset(preset)
     given = {k: v for k, v in given.items() if v is not None}
     names = [f.name for f in dataclasses.fields(EvalConfig)]
@@ -663,15 +663,19 @@ def resolve_config(preset='default', **given) -> EvalConfig:
         if k not in names: raise BadInputError(k, f"not a setting; the settings are {', '.join(names)}")
     if 'scales' in given: given['scales'] = parse_scales(given['scales'])
     neutral = {}
-    if given.get('pipeline', 'kmeans') != 'kmeans': neutral |= dict(fit_on='pixels', overcluster=1, crf_rounds=0)
+    if given.get('pipeline', 'kmeans') != 'kmeans': neutral |= dict(fit_on='pixels', overcluster=1, crf_rounds=0, consensus=0)
     if given.get('refine', 'crf') != 'crf': neutral['crf_rounds'] = 0
     return dataclasses.replace(cfg, **{k: v for k, v in neutral.items() if k not in given}, **given)
 
 def cli_config(preset=None, **opts) -> EvalConfig:
-    "The checked settings of a command line: `resolve_config` of `preset` (default: `default`) and the options (command-line names, `CLI_NAMES`); an option that is None, or `strict` False, leaves the preset's value."
+    "The checked settings of a command line: `resolve_config` of `preset` (default: `default`) and the options (command-line names, `CLI_NAMES`); an option that is None, or `strict` False, leaves the preset's value; `head_init` and `omh_weight` given for a pipeline that does not use them raise `BadInputError`."
     given = {CLI_NAMES.get(k, k): v for k, v in opts.items()}
     if given.get('strict') is False: given['strict'] = None
-    return check_eval_config(resolve_config(preset or 'default', **given))
+    cfg = check_eval_config(resolve_config(preset or 'default', **given))
+    for name, ok, which in (('head_init', cfg.pipeline.partition('+')[0] in HEADS, f"the trained-head pipelines ({', '.join(HEADS)}, each also +omh)"),
+                            ('omh_weight', cfg.pipeline.endswith('+omh'), f"the +omh pipelines ({', '.join(h + '+omh' for h in HEADS)})")):
+        if given.get(name) is not None and not ok: raise BadInputError(name, f'applies to {which} only, not {cfg.pipeline!r}')
+    return cfg
 
 # %% ../nbs/12_pipelines.ipynb #26c2321b
 def dense_features(dataset, cfg:EvalConfig, progress:bool=False, cache:bool=True):
@@ -1214,6 +1218,9 @@ CONFIG_OPTIONS = {   # the settings every `uss` subcommand but `train` takes, by
     'steps': Param('stego / hp / smooseg: training steps', int),
     'train_data': Param('stego / hp / smooseg: split to train the head on, e.g. camvid/train (default: the images segmented, transductive)', str),
     'head_assign': Param("stego / hp / smooseg: final labels by 'kmeans' of the codes or by the trained 'probe'", str),
+    'head_init': Param("stego / hp / smooseg: the head's initialisation, 'pca' (the features' PCA projection) or 'random'", str),
+    'omh_weight': Param("stego+omh / hp+omh / smooseg+omh: λ, the weight of OMH's loss (>= 0)", float),
+    'consensus': Param('kmeans: centres from the consensus of this many single k-means runs (0: the restart of lowest inertia)', int),
     'epochs': Param('acg+kmeans: training epochs', int)}
 _O = CONFIG_OPTIONS
 
@@ -1229,7 +1236,8 @@ def uss_demo(out:Param('output folder', str)='outputs',
              color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
              crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
              power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, epochs:_O['epochs']=None,
+             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
+             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
              size:Param('shorter image side the features are computed at', int)=320,
              limit:Param('only the first N embedded photos', int)=None,
              quiet:Param('no progress bars', bool)=False):
@@ -1246,7 +1254,8 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
              color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
              crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
              power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, epochs:_O['epochs']=None,
+             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
+             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
              json:Param('print one JSON line instead of the table', bool)=False,
              out:Param('also save the results in this folder: labels/NAME.png, metrics.json, config.json, confusion.png, per_class_iou.png', str)=None,
              limit:Param('only the first N images of the split (a quick look; the scores are not the split\'s)', int)=None,
@@ -1271,12 +1280,13 @@ def uss_segment(images:Param('image files and/or folders of images', str, nargs=
                 out:Param('output folder', str)='segments',
                 preset:Param(PRESET_HELP, str)=None,
                 model:Param('a model file written by `uss fit`: its settings and fitted clusters (or head) label the images, nothing is fitted again; options that would change its features or its fit are refused', str)=None,
-                                                                                                                                                                                                                                pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
-                                                                                                                                                                                                                                n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
-                                                                                                                                                                                                                                color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
-                                                                                                                                                                                                                                crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
-                                                                                                                                                                                                                                power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-                                                                                                                                                                                                                                steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, epochs:_O['epochs']=None,
+                pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
+                n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
+                color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
+                crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
+                power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
+                steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
+             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
                 size:Param('shorter image side the features are computed at', int)=320,
                 quiet:Param('no progress bars', bool)=False,
                 strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False):
@@ -1301,7 +1311,8 @@ def uss_fit(data:Param('images to fit on: a split such as camvid/train (see uss_
             color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
             crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
             power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-            steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, epochs:_O['epochs']=None,
+            steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
+             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
             size:Param("shorter image side the features are computed at (default: the images as the split gives them)", int)=None,
             limit:Param('only the first N images of the data', int)=None,
             quiet:Param('no progress bars', bool)=False,
