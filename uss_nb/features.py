@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['FORMAT', 'REF_ATTN', 'FEATURE_TOL', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig',
            'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'CacheWarning',
-           'read_entry', 'FeatureSet', 'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features',
-           'pca_rgb', 'FeatureExplorer', 'bench_features']
+           'read_entry', 'cache_dir', 'FeatureSet', 'extract_features', 'MultiScaleFeatures', 'check_scales',
+           'multiscale_features', 'pca_rgb', 'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, hashlib, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
@@ -160,6 +160,11 @@ def _sound_entry(e, path, name, h, backbone, size, src):
     a = e.get('attn')
     if a is not None and (not isinstance(a, torch.Tensor) or tuple(a.shape[1:]) != tuple(f.shape[1:])): return None
     return DenseOut(f, e.get('cls'), a)
+
+# %% ../nbs/03_features.ipynb #ft1cache
+def cache_dir() -> Path:
+    "Where dense features are cached: `$USS_CACHE` or `~/.cache/uss_nb/features`."
+    return Path(os.environ.get('USS_CACHE', Path.home()/'.cache'/'uss_nb'/'features'))
 
 # %% ../nbs/03_features.ipynb #bf44e8f0
 class FeatureSet(Mapping):
