@@ -1,12 +1,31 @@
 "The installed command-line entry points, run as a user runs them (console scripts of the project's environment)."
-import json, subprocess, sys
+import configparser, importlib, json, subprocess, sys
 from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+def entry_points() -> dict:
+    "Command -> (module, function): the console scripts settings.ini declares."
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    return {n.strip(): tuple(t.strip().split(':')) for n, t in (l.split('=') for l in cfg['DEFAULT']['console_scripts'].split())}
+
+def command(name) -> list:
+    "The installed console script `name` when it runs the entry point settings.ini declares; else (an install of another checkout) that entry point through this interpreter."
+    mod, fn = entry_points()[name]
+    script = BIN/name
+    if script.exists() and f'from {mod} import {fn}' in script.read_text(errors='replace'): return [str(script)]
+    return [sys.executable, '-c', f'import sys; from {mod} import {fn}; sys.argv[0] = {name!r}; sys.exit({fn}())']
 
 def run(*args, **kw):
-    return subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run([*command(args[0]), *map(str, args[1:])], capture_output=True, text=True, timeout=600, **kw)
+
+def test_entry_points_exist():
+    "`uss` and `uss-bench` name functions of the command-line module."
+    eps = entry_points()
+    assert set(eps) == {'uss', 'uss-bench'}
+    for mod, fn in eps.values(): assert callable(getattr(importlib.import_module(mod), fn)), (mod, fn)
 
 def test_uss_help_lists_subcommands():
     r = run('uss', '--help')
