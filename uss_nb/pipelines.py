@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'OPTION_LIMITS', 'FIT_ON', 'DSM_MIN_CELLS', 'HEAD_ASSIGN', 'UNLABELLED_CLUSTERS',
            'PRESET_KEYS', 'CLI_NAMES', 'MODEL_FORMAT', 'FITTABLE', 'FEATURE_KEYS', 'APPLY_KEYS', 'TRAINED', 'palette',
-           'colorize', 'overlay', 'save_labels', 'legend', 'label_png', 'EvalConfig', 'photometric_cache',
-           'photometric_view', 'check_pipeline', 'check_option', 'check_options', 'check_config', 'clusterer',
-           'load_backbone', 'check_kmeans_options', 'parse_scales', 'check_power', 'power_normalize', 'PoweredFeatures',
+           'colorize', 'overlay', 'save_labels', 'legend', 'label_png', 'EvalConfig', 'check_pipeline', 'check_option',
+           'check_options', 'check_config', 'clusterer', 'load_backbone', 'check_kmeans_options', 'parse_scales',
            'check_head_options', 'head_meta', 'pipeline_maps', 'evaluate_pipeline', 'save_eval', 'subset',
            'torch_build', 'preset_dir', 'preset_names', 'preset_file', 'check_eval_config', 'load_preset',
            'save_preset', 'resolve_config', 'cli_config', 'dense_features', 'image_dataset', 'at_resolution',
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 from .core import BadInputError, get_device, seed_everything, atomic_write, save_json, load_json, save, load, load_dict, config_hash, fit_name
-from .features import cache_dir
+from .features import cache_dir, photometric_cache, photometric_view, check_power, power_normalize, PoweredFeatures
 from .refine import upsample_labels, refine_crf, crf_refit, _densecrf, _positions, _grid_feats, _cos_scores, _progress
 
 # %% ../nbs/15_pipelines.ipynb #e6b8ef78
@@ -167,20 +166,6 @@ class EvalConfig:
     crf_temperature: float = 0.05  # `kmeans` with refine='crf': softmax temperature of the cosine scores fed to the CRF (the other pipelines give it hard labels)
     strict: bool = False        # fail on the first unreadable image or label instead of skipping and listing it
 
-def photometric_cache(mode:str='none') -> Path:
-    "The feature cache for images under photometric `mode`: `cache_dir()` itself for 'none', else its subfolder `photometric-MODE`."
-    from uss_nb.data import check_photometric
-    return cache_dir() if check_photometric(mode) == 'none' else cache_dir()/f'photometric-{mode}'
-
-def photometric_view(ds, mode:str='none'):
-    "`ds` itself for `mode` 'none', else a copy whose images pass through `Photometric(mode)` after `ds`'s own transform."
-    from uss_nb.data import Photometric, check_photometric
-    import copy
-    if check_photometric(mode) == 'none': return ds
-    if not hasattr(ds, 'tfm'): raise BadInputError(getattr(ds, 'desc', None) or type(ds).__name__, f"photometric={mode!r} needs a dataset with a `tfm` (a SegDataset); this one has none")
-    out = copy.copy(ds); out.tfm = Photometric(mode, ds.tfm)
-    return out
-
 def _check(name, valid, what):
     if name not in valid: raise BadInputError(what, f'unknown name {name!r}; valid names: {", ".join(valid)}')
     return name
@@ -263,30 +248,6 @@ def parse_scales(text) -> tuple:
     try: scales = tuple(float(s) for s in (text.split(',') if isinstance(text, str) else text))
     except (TypeError, ValueError): raise BadInputError('scales', f'expected comma-separated numbers such as 1,1.5, got {text!r}') from None
     return check_scales(scales)
-
-def check_power(power) -> float:
-    "`power` if it is a number in (0, 1], else a `BadInputError`."
-    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
-        raise BadInputError('power', f'must be a number in (0, 1] (0.5: signed square root; 1: none), got {power!r}')
-    return float(power)
-
-def power_normalize(f, power:float=0.5) -> torch.Tensor:
-    "Power normalisation of features, elementwise: `sign(f)·|f|^power` (0.5: the signed square root; 1: `f` unchanged)."
-    power = check_power(power)
-    return f if power == 1 else f.sign() * f.abs().pow(power)
-
-class PoweredFeatures(Mapping):
-    "A mapping of dense features (`FeatureSet`, `MultiScaleFeatures`) whose `feats` are `power_normalize`d (float32) on reading."
-    def __init__(self, feats, power:float):
-        self.base, self.power = feats, check_power(power)
-        self.names, self.skipped = feats.names, getattr(feats, 'skipped', {})
-    def __len__(self): return len(self.base)
-    def __iter__(self): return iter(self.base)
-    def __contains__(self, name): return name in self.base
-    def __getitem__(self, name):
-        o = self.base[name]
-        return dataclasses.replace(o, feats=power_normalize(o.feats.float(), self.power))
-    def __repr__(self): return f'PoweredFeatures({self.base!r}, power={self.power})'
 
 def _features(dataset, cfg, progress):
     "The dense features of `dataset` for `cfg`: one scale (a `FeatureSet`) or several (`MultiScaleFeatures`), cached; power-normalised if `cfg.power` < 1."
