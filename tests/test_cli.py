@@ -1,12 +1,31 @@
 "The installed command-line entry points, run as a user runs them (console scripts of the project's environment)."
-import json, subprocess, sys
+import configparser, importlib, json, subprocess, sys
 from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+def entry_points() -> dict:
+    "Command -> (module, function): the console scripts settings.ini declares."
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    return {n.strip(): tuple(t.strip().split(':')) for n, t in (l.split('=') for l in cfg['DEFAULT']['console_scripts'].split())}
+
+def command(name) -> list:
+    "The installed console script `name` when it runs the entry point settings.ini declares; else (an install of another checkout) that entry point through this interpreter."
+    mod, fn = entry_points()[name]
+    script = BIN/name
+    if script.exists() and f'from {mod} import {fn}' in script.read_text(errors='replace'): return [str(script)]
+    return [sys.executable, '-c', f'import sys; from {mod} import {fn}; sys.argv[0] = {name!r}; sys.exit({fn}())']
 
 def run(*args, **kw):
-    return subprocess.run([str(BIN/args[0]), *map(str, args[1:])], capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run([*command(args[0]), *map(str, args[1:])], capture_output=True, text=True, timeout=600, **kw)
+
+def test_entry_points_exist():
+    "`uss` and `uss-bench` name functions of the command-line module."
+    eps = entry_points()
+    assert set(eps) == {'uss', 'uss-bench'}
+    for mod, fn in eps.values(): assert callable(getattr(importlib.import_module(mod), fn)), (mod, fn)
 
 def test_uss_help_lists_subcommands():
     r = run('uss', '--help')
@@ -55,6 +74,18 @@ def test_demo_refuses_unknown_fit_on(tmp_path):
     r = run('uss', 'demo', '--out', tmp_path/'out', '--limit', 1, '--fit_on', 'segmnets')
     assert r.returncode == 2 and 'valid names' in r.stderr and 'pixels, dsm' in r.stderr
     assert not (tmp_path/'out'/'summary.json').exists()
+
+def test_head_omh_and_consensus_options_are_checked_before_any_work():
+    "`--head_init`, `--omh_weight` and `--consensus` are in each subcommand's help; a bad value, or one the pipeline does not use, is refused (status 2)."
+    for cmd in ('eval', 'fit', 'segment'):
+        r = run('uss', cmd, '--help')
+        assert r.returncode == 0 and all(o in r.stdout for o in ('--head_init', '--omh_weight', '--consensus')), r.stdout
+    r = run('uss', 'eval', '--pipeline', 'stego', '--head_init', 'pcaa')
+    assert r.returncode == 2 and "head_init: unknown name 'pcaa'; valid names: pca, random" in r.stderr, r.stderr
+    r = run('uss', 'fit', '--data', 'camvid/val', '--pipeline', 'stego', '--omh_weight', 0.5)
+    assert r.returncode == 2 and 'omh_weight: applies to the +omh pipelines' in r.stderr, r.stderr
+    r = run('uss', 'segment', 'x.png', '--pipeline', 'kmeans', '--consensus', -1)
+    assert r.returncode == 2 and 'consensus: must be an integer >= 0, got -1' in r.stderr, r.stderr
 
 # ---- your own labelled data, saved results, original resolution, --device, --version, --help
 

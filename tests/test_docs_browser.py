@@ -14,7 +14,7 @@ from browser import make_driver, chromium_or_skip, full_screenshot
 ROOT = Path(__file__).resolve().parent.parent
 NBS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')))
 # pages whose notebooks draw no figure at all (checked below against the notebooks' outputs, both ways)
-FIGURELESS = {'00_core', '02_backbones', '13_experiments', '14_distributed', '15_hp', '16_smooseg'}
+FIGURELESS = {'00_core', '02_backbones', '11_hp', '12_smooseg', '14_refine', '17_experiments', '18_distributed', '19_cli'}
 SITE_TITLE = 'uss_nb'
 
 @pytest.fixture(scope='session')

@@ -35,7 +35,7 @@ def test_readme_commands_are_found():
 
 def _parses(words):
     "Parse a README command as the command line would, without running it; a `SystemExit` (argparse's error) fails."
-    from uss_nb.pipelines import command_parser, bench_args, SUBCOMMANDS
+    from uss_nb.cli import command_parser, bench_args, SUBCOMMANDS
     if words[0] == 'uss-bench': return bench_args(words[1], words[2:])
     if words[1].startswith('-'): return words[1] in ('--version', '-V', '--help', '-h')
     assert words[1] in SUBCOMMANDS, words
@@ -47,7 +47,7 @@ def _slow(words):
 
 def _cheap(words):
     "The command on a small share of its data: `--limit 2` for a named split (`uss eval`, `uss fit`), one repeat on two images for a benchmark."
-    from uss_nb.pipelines import bench_options, get_bench
+    from uss_nb.cli import bench_options, get_bench
     if words[:2] in (['uss', 'eval'], ['uss', 'fit']) and '--data' in words and not Path(words[words.index('--data') + 1]).exists(): return words + ['--limit', '2']
     if words[0] == 'uss-bench':
         opts = bench_options(get_bench(words[1]))

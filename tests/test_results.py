@@ -6,7 +6,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT/'nbs'/'results'
 
-# README figures typed by hand with no results file behind them (the ten-seed test-split headline of `13_experiments`,
+# README figures typed by hand with no results file behind them (the ten-seed test-split headline of `17_experiments`,
 # whose runs are not committed). They are left out of the check below until the headline is rendered from a file.
 UNSOURCED = set()                     # README figures without a results file behind them: none
 

@@ -174,7 +174,7 @@ def _split(root, n=3, bad=True, all_ignore=False):
 
 def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys):
     "`uss eval` (its entry point, in this process to save an interpreter start) on a split with three bad items."
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     _split(tmp_path)
     monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
@@ -192,7 +192,7 @@ def test_uss_eval_lists_bad_files_and_strict_fails(tmp_path, monkeypatch, capsys
 
 def _eval_cli(tmp_path, monkeypatch, capsys, bad_opts, good_opts, **split_kw):
     "`uss eval` (entry point, in this process) with `bad_opts`, which must exit 2 before any feature is cached (its stderr returned), then with `good_opts` (its JSON result returned)."
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     _split(tmp_path, **split_kw)
     monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     cmd = ['uss', 'eval', '--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet']
@@ -225,7 +225,7 @@ def test_uss_eval_crf_temperature(tmp_path, monkeypatch, capsys):
 
 def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, monkeypatch, capsys):
     "`uss segment FOLDER` (entry point, in this process): good images segmented, bad ones listed at the end; --strict stops."
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     cmd = ['uss', 'segment', str(mixed_folder), '--out', str(tmp_path/'out'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit',
            '--n_clusters', '2', '--size', '64', '--quiet']
     monkeypatch.setattr(sys, 'argv', list(cmd)); main()
@@ -240,7 +240,7 @@ def test_uss_segment_lists_bad_files_and_strict_fails(mixed_folder, tmp_path, mo
 
 def test_uss_segment_crf_temperature(mixed_folder, tmp_path, monkeypatch, capsys):
     "`uss segment --refine crf --crf_temperature 0.02` reaches segments.json's config; a temperature of 0 exits 2 before any output."
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     cmd = ['uss', 'segment', str(mixed_folder), '--out', str(tmp_path/'out'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit',
            '--n_clusters', '2', '--size', '64', '--quiet', '--refine', 'crf', '--crf_temperature']
     monkeypatch.setattr(sys, 'argv', cmd + ['0'])
@@ -695,7 +695,7 @@ BAD_OPTIONS = [   # (subcommand, options, words the error must hold: the option,
 
 @pytest.mark.parametrize('cmd,opts,words', BAD_OPTIONS, ids=[f'{c}{"".join(o)}' for c, o, _ in BAD_OPTIONS])
 def test_option_values_are_checked_before_any_image_is_read(cmd, opts, words, tmp_path, monkeypatch, capsys, no_image_reads):
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     _split(tmp_path, bad=False)
     monkeypatch.setenv('USS_DATA', str(tmp_path)); monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     base = {'eval': ['--data', 'camvid/val', '--pipeline', 'kmeans', '--backbone', 'tiny_vit'],
@@ -717,7 +717,7 @@ def test_more_than_255_clusters_write_16_bit_labels(tmp_path):
     assert mode.startswith('I') and lab.max() > 255 and lab.max() < 300 and sorted(np.unique(lab).tolist()) == rows[0]['clusters']
 
 def test_disk_errors_name_the_path_and_the_cause(tmp_path, monkeypatch, capsys):
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     def fail(code): 
         def f(*a, **kw): raise OSError(code, os.strerror(code))
         return f
@@ -817,7 +817,7 @@ def test_unsafe_pickle_refusal_does_not_advise_switching_the_check_off(tmp_path)
     assert not (tmp_path/'pwned').exists()
 
 def test_empty_folder_message_fits_the_command_line(tmp_path, monkeypatch, capsys):
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     (tmp_path/'photos'/'trip').mkdir(parents=True); Image.fromarray(RGB).save(tmp_path/'photos'/'trip'/'a.png')
     monkeypatch.setattr(sys, 'argv', ['uss', 'segment', str(tmp_path/'photos'), '--out', str(tmp_path/'out'), '--quiet'])
     with pytest.raises(SystemExit) as e: main()
@@ -825,7 +825,7 @@ def test_empty_folder_message_fits_the_command_line(tmp_path, monkeypatch, capsy
     assert e.value.code == 2 and 'no images' in err and 'sub-folders are not searched' in err and 'recursive' not in err, err
 
 def test_uss_eval_refuses_an_unlabelled_folder_before_extraction(tmp_path, monkeypatch, capsys, no_image_reads):
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     (tmp_path/'photos').mkdir(); Image.fromarray(RGB).save(tmp_path/'photos'/'a.png')
     monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     monkeypatch.setattr(sys, 'argv', ['uss', 'eval', '--data', str(tmp_path/'photos'), '--pipeline', 'kmeans', '--backbone', 'tiny_vit', '--quiet'])
@@ -850,7 +850,7 @@ def test_a_full_disk_is_reported_for_tensors_too(tmp_path, monkeypatch):
                                         (['--n_clusters', '0'], 'n_clusters')])
 def test_uss_train_refuses_no_training_before_any_work(tmp_path, monkeypatch, capsys, opts, name):
     "`uss train` with nothing to train exits 2 naming the option, reads no image and writes no checkpoint (it used to print 'trained')."
-    from uss_nb.pipelines import main
+    from uss_nb.cli import main
     monkeypatch.setenv('USS_CACHE', str(tmp_path/'cache'))
     monkeypatch.setattr(sys, 'argv', ['uss', 'train', str(tmp_path/'h.pt'), '--data', 'camvid/train', '--backbone', 'tiny_vit', '--quiet'] + opts)
     with pytest.raises(SystemExit) as e: main()

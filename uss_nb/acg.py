@@ -377,9 +377,9 @@ def _bench_features(n, c, h, w, data, seed):
     "`n` random (c,h,w) maps, or the cached VGG19 features of split `data`, centred as the pipelines train on them (the first `n`; all when `n` is None)."
     if data is None: return list(torch.randn(n or 16, c, h, w, generator=torch.Generator().manual_seed(seed)))
     from uss_nb.data import get_dataset
-    from uss_nb.pipelines import EvalConfig, _features, _grid_feats
-    feats = _features(get_dataset(data), EvalConfig(seed=seed), False)
-    return [center_features(_grid_feats(feats, k)) for k in feats.names[:n]]
+    from uss_nb.features import extract_features, cache_dir
+    feats = extract_features('vgg19', get_dataset(data), cache_dir=cache_dir(), progress=False)      # the pipelines' cache, float16
+    return [center_features(feats[k].feats.float()) for k in feats.names[:n]]
 
 def bench_acg(n:int=16, c:int=512, h:int=22, w:int=30, data:str=None, reps:int=3, threads:int=1, tol:float=1e-4, seed:int=0) -> dict:
     "Seconds per training epoch of `train_acg` (factored cross-attention, padded micro-batches; graphs kept, and rebuilt) against the epoch as first written: same images and seeded start, pinned threads, warm-up, interleaved rounds, medians; gate: each epoch's mean modularity, relative difference ≤ `tol`. `data`: a split's cached VGG19 features instead of `n` random (c,h,w) maps."

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['FORMAT', 'REF_ATTN', 'FEATURE_TOL', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig',
            'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'CacheWarning',
-           'read_entry', 'FeatureSet', 'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features',
-           'pca_rgb', 'FeatureExplorer', 'bench_features']
+           'read_entry', 'cache_dir', 'photometric_cache', 'photometric_view', 'FeatureSet', 'extract_features',
+           'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'check_power', 'power_normalize',
+           'PoweredFeatures', 'pca_rgb', 'FeatureExplorer', 'bench_features']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, hashlib, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
@@ -160,6 +161,26 @@ def _sound_entry(e, path, name, h, backbone, size, src):
     a = e.get('attn')
     if a is not None and (not isinstance(a, torch.Tensor) or tuple(a.shape[1:]) != tuple(f.shape[1:])): return None
     return DenseOut(f, e.get('cls'), a)
+
+# %% ../nbs/03_features.ipynb #ft1cache
+def cache_dir() -> Path:
+    "Where dense features are cached: `$USS_CACHE` or `~/.cache/uss_nb/features`."
+    return Path(os.environ.get('USS_CACHE', Path.home()/'.cache'/'uss_nb'/'features'))
+
+# %% ../nbs/03_features.ipynb #ft4photo
+from .data import Photometric, check_photometric
+
+def photometric_cache(mode:str='none') -> Path:
+    "The feature cache for images under photometric `mode`: `cache_dir()` itself for 'none', else its subfolder `photometric-MODE`."
+    return cache_dir() if check_photometric(mode) == 'none' else cache_dir()/f'photometric-{mode}'
+
+def photometric_view(ds, mode:str='none'):
+    "`ds` itself for `mode` 'none', else a copy whose images pass through `Photometric(mode)` after `ds`'s own transform."
+    import copy
+    if check_photometric(mode) == 'none': return ds
+    if not hasattr(ds, 'tfm'): raise BadInputError(getattr(ds, 'desc', None) or type(ds).__name__, f"photometric={mode!r} needs a dataset with a `tfm` (a SegDataset); this one has none")
+    out = copy.copy(ds); out.tfm = Photometric(mode, ds.tfm)
+    return out
 
 # %% ../nbs/03_features.ipynb #bf44e8f0
 class FeatureSet(Mapping):
@@ -326,6 +347,31 @@ def multiscale_features(backbone, dataset, scales=(1.0, 1.5), resize=None, **kw)
     "`extract_features` of `dataset` at each factor of `scales` (applied on top of `resize`; other arguments passed on), as a `MultiScaleFeatures`."
     scales = check_scales(scales)
     return MultiScaleFeatures([extract_features(backbone, dataset, resize=_scaled(resize, s), **kw) for s in scales])
+
+# %% ../nbs/03_features.ipynb #ft8power
+def check_power(power) -> float:
+    "`power` if it is a number in (0, 1], else a `BadInputError`."
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 < power <= 1:
+        raise BadInputError('power', f'must be a number in (0, 1] (0.5: signed square root; 1: none), got {power!r}')
+    return float(power)
+
+def power_normalize(f, power:float=0.5) -> torch.Tensor:
+    "Power normalisation of features, elementwise: `sign(f)·|f|^power` (0.5: the signed square root; 1: `f` unchanged)."
+    power = check_power(power)
+    return f if power == 1 else f.sign() * f.abs().pow(power)
+
+class PoweredFeatures(Mapping):
+    "A mapping of dense features (`FeatureSet`, `MultiScaleFeatures`) whose `feats` are `power_normalize`d (float32) on reading."
+    def __init__(self, feats, power:float):
+        self.base, self.power = feats, check_power(power)
+        self.names, self.skipped = feats.names, getattr(feats, 'skipped', {})
+    def __len__(self): return len(self.base)
+    def __iter__(self): return iter(self.base)
+    def __contains__(self, name): return name in self.base
+    def __getitem__(self, name):
+        o = self.base[name]
+        return dataclasses.replace(o, feats=power_normalize(o.feats.float(), self.power))
+    def __repr__(self): return f'PoweredFeatures({self.base!r}, power={self.power})'
 
 # %% ../nbs/03_features.ipynb #9ad50304
 def pca_rgb(feats, q:int=3):
