@@ -1,0 +1,99 @@
+"""The outputs saved in the notebooks of `nbs/` are current: the notebooks as `make nbtest` executed them (`_proc/`,
+each cell as nbdev_test runs it) show outputs in the same code cells, with as many figures and widget views in each,
+and every notebook's outputs stay under 2 MB. The notebooks are executed once, by `make nbtest`; this test only reads.
+After changing a notebook or the library: `make nbtest`, then `python tools/save_outputs.py` and `nbdev_clean`.
+"""
+import json, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/'tools'))
+import save_outputs as S
+
+NBS = S.notebooks()
+
+@pytest.fixture(scope='module')
+def proc():
+    p = ROOT/'_proc'
+    if not p.is_dir(): pytest.skip('_proc/ is absent: `make nbtest` executes the notebooks into it (`make test` runs it before pytest)')
+    return p
+
+@pytest.mark.parametrize('stem', [p.stem for p in NBS])
+def test_saved_outputs_are_current(proc, stem, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    src = ROOT/'nbs'/f'{stem}.ipynb'
+    try: S.executed(src); err = None
+    except (FileNotFoundError, ValueError) as e: err = str(e)
+    if err: pytest.fail(err)
+    d = S.differences(src)
+    assert not d, (f'{src.name}: the saved outputs are not those of a fresh execution; run `python tools/save_outputs.py {stem}` '
+                   'then `nbdev_clean`:\n  ' + '\n  '.join(d))
+
+@pytest.mark.parametrize('stem', [p.stem for p in NBS])
+def test_saved_outputs_are_small(stem):
+    n = S.output_bytes(json.loads((ROOT/'nbs'/f'{stem}.ipynb').read_text()))
+    assert n < S.MAX_BYTES, f'{stem}.ipynb: outputs of {n:,} bytes, over {S.MAX_BYTES:,}'
+
+# ---- the tool itself, on a small notebook (no execution)
+
+def _nb(cells, **meta):
+    return {'cells': cells, 'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}, **meta},
+            'nbformat': 4, 'nbformat_minor': 5}
+
+def _code(i, src, outputs=()):
+    return {'cell_type': 'code', 'id': i, 'metadata': {}, 'source': [src], 'execution_count': None, 'outputs': list(outputs)}
+
+PNG = {'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': 'iVBORw0KGgo=', 'text/plain': ['<Figure>']}}
+PLOT = {'output_type': 'display_data', 'metadata': {}, 'data': {'application/vnd.plotly.v1+json': {'data': [], 'layout': {}},
+                                                                  'text/html': ['<script src="plotly.min.js"></script>']}}
+WIDGET = {'output_type': 'display_data', 'metadata': {}, 'data': {
+    'application/vnd.jupyter.widget-view+json': {'model_id': 'abc', 'version_major': 2, 'version_minor': 0},
+    'text/html': ['<div class="uss-widget-static">...</div>'], 'text/plain': ['VBox()']}}
+
+def test_save_writes_executed_outputs_by_cell_id(tmp_path):
+    src = tmp_path/'x.ipynb'
+    old = {'output_type': 'stream', 'name': 'stdout', 'text': ['old\n']}
+    src.write_text(json.dumps(_nb([_code('a', 'fig', [old]), _code('b', '#| slow\nrun()', [old]), _code('c', 'w'),
+                                   {'cell_type': 'markdown', 'id': 'm', 'metadata': {}, 'source': ['# t']}])))
+    outs = {'a': [PNG, PLOT], 'c': [{**WIDGET, 'output_type': 'execute_result', 'execution_count': 3}]}
+    assert S.save(src, outs) and not S.save(src, outs)             # written once, then unchanged
+    nb = json.loads(src.read_text())
+    a, b, c = nb['cells'][:3]
+    assert a['outputs'] == [PNG, PLOT] and S.figures(a['outputs']) == 2
+    assert b['outputs'] == [old]                                    # not executed (slow): kept as it was
+    d = c['outputs'][0]
+    assert d['execution_count'] is None and 'application/vnd.jupyter.widget-view+json' not in d['data']   # the static view stays
+    assert S.widgets(c['outputs']) == 1 and 'text/html' in d['data']
+    assert S.summary({'a': a['outputs'], 'b': [], 'c': c['outputs']}) == {'a': (2, 2, 0), 'c': (1, 0, 1)}
+
+def test_save_refuses_outputs_over_the_limit(tmp_path, monkeypatch):
+    src = tmp_path/'x.ipynb'
+    src.write_text(json.dumps(_nb([_code('a', 'fig')])))
+    monkeypatch.setattr(S, 'MAX_BYTES', 100)
+    with pytest.raises(ValueError, match='over'): S.save(src, {'a': [PNG, PNG]})
+
+def test_nbdev_clean_keeps_saved_outputs(tmp_path):
+    "settings.ini's `clear_all = False`: nbdev_clean leaves the saved outputs (figures, widget views) as they are."
+    from nbdev.clean import clean_nb
+    from nbdev.config import get_config
+    cfg = get_config(path=ROOT)
+    assert not cfg.clear_all
+    src = tmp_path/'x.ipynb'
+    src.write_text(json.dumps(_nb([_code('a', 'fig'), _code('c', 'w')])))
+    S.save(src, {'a': [PNG, PLOT], 'c': [WIDGET]})
+    nb = json.loads(src.read_text())
+    before = [c['outputs'] for c in nb['cells']]
+    clean_nb(nb, cfg.clear_all, cfg.get('allowed_metadata_keys').split(), cfg.get('allowed_cell_metadata_keys').split(), cfg.clean_ids)
+    assert [c['outputs'] for c in nb['cells']] == before
+
+def test_the_execution_key_ignores_saved_outputs(tmp_path):
+    "Saving outputs does not make `_proc/` stale: a notebook's key depends on its cells' sources, not their outputs."
+    import build_docs as B
+    src = tmp_path/'x.ipynb'
+    src.write_text(json.dumps(_nb([_code('a', 'fig')])))
+    k = B.nb_key(src, 'lib')
+    S.save(src, {'a': [PNG]})
+    assert B.nb_key(src, 'lib') == k and B.nb_key(src, 'other') != k
+    src.write_text(json.dumps(_nb([_code('a', 'fig2')])))
+    assert B.nb_key(src, 'lib') != k

@@ -1,0 +1,112 @@
+"""Save the outputs of the executed notebooks into `nbs/`, so that a notebook opened in JupyterLab shows its figures.
+
+`make nbtest` (tools/build_docs.py, tools/docs_exec.py) runs every notebook as `nbdev_test` does and keeps, in each
+processed notebook `_proc/X.ipynb`, the outputs of every executed cell as executed (metadata `uss_outputs`, by cell
+id). This tool writes them into `nbs/X.ipynb`, cell by cell (matched by id): executed cells get their fresh outputs;
+cells that were not executed (flagged `slow` or `cuda`, `#| eval: false`) keep what they had. Widget outputs are
+saved as their static view (disabled controls with their values: `text/html`), without the widget model reference,
+which a notebook opened without its kernel could not draw; plotly figures keep both their HTML (for the docs) and
+plotly's mimetype (drawn by JupyterLab's plotly extension). A notebook's outputs must stay under `MAX_BYTES`.
+Then `nbdev_clean` leaves them as they are (settings.ini: `clear_all = False`).
+
+`nbs/index.ipynb` is left alone: README.md is built from its outputs by tools/readme.py, which keeps only some of them.
+
+Usage: python tools/save_outputs.py [--check] [NOTEBOOK ...]   (all module notebooks by default, e.g. `04_spectral`;
+--check writes nothing and exits 1 when a notebook's saved outputs differ from the executed ones)
+tests/test_saved_outputs.py checks, after `make nbtest`, that the saved outputs are current.
+"""
+import json, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+import build_docs as B
+from docs_exec import OUTS
+
+MAX_BYTES = 2_000_000    # the outputs of one notebook, as JSON
+WIDGET = 'application/vnd.jupyter.widget-view+json'
+PLOTLY = 'application/vnd.plotly.v1+json'
+IMAGES = ('image/png', 'image/jpeg', 'image/svg+xml', 'image/gif')
+
+README_NB = 'index.ipynb'   # settings.ini's `readme_nb`: README.md is built from its outputs (tools/readme.py), which it keeps as they are
+
+def notebooks(names=None) -> list:
+    "The module notebooks of `nbs/` (all, or those named by stem or file name); not the README's notebook."
+    nbs = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')) and p.name != README_NB)
+    return [p for p in nbs if not names or p.stem in names or p.name in names]
+
+def saved_view(outputs) -> list:
+    "`outputs` as saved in a notebook: widget outputs as their static view, no execution counts."
+    res = []
+    for o in json.loads(json.dumps(outputs)):
+        if 'execution_count' in o: o['execution_count'] = None
+        data = o.get('data') or {}
+        if WIDGET in data and 'text/html' in data: del data[WIDGET]
+        res.append(o)
+    return res
+
+def figures(outputs) -> int:
+    "How many figures `outputs` show: images (matplotlib) and plotly figures."
+    return sum(any(m in (o.get('data') or {}) for m in (*IMAGES, PLOTLY)) for o in outputs)
+
+def widgets(outputs) -> int:
+    "How many widget views `outputs` show (live, or their static view)."
+    return sum(WIDGET in (d := o.get('data') or {}) or 'uss-widget-static' in ''.join(d.get('text/html', '')) for o in outputs)
+
+def summary(cells) -> dict:
+    "{cell id: (number of outputs, figures, widget views)} of the code cells with outputs: what a fresh execution must reproduce."
+    return {i: (len(o), figures(o), widgets(o)) for i, o in cells.items() if o}
+
+def output_bytes(nb) -> int:
+    "Size of a notebook's outputs (and of its widget state, if any) as JSON."
+    return len(json.dumps([c.get('outputs', []) for c in nb['cells']])) + len(json.dumps(nb['metadata'].get('widgets', {})))
+
+def executed(src) -> dict:
+    "{cell id: outputs} of the cells of notebook `src` as `_proc/` executed them; an error if `_proc/` lacks it or is stale."
+    proc = ROOT/'_proc'/src.name
+    if not proc.exists(): raise FileNotFoundError(f'{proc.relative_to(ROOT)} is missing: run `make nbtest`')
+    from nbdev.config import get_config
+    nb = json.loads(proc.read_text())
+    if nb['metadata'].get(B.KEY) != B.nb_key(src, B.lib_key(get_config())):
+        raise ValueError(f'{proc.relative_to(ROOT)} was executed from another version of {src.name} or of the library: run `make nbtest`')
+    if OUTS not in nb['metadata']: raise ValueError(f'{proc.relative_to(ROOT)} has no `{OUTS}`: run `make nbtest`')
+    return nb['metadata'][OUTS]
+
+def saved(src) -> dict:
+    "{cell id: outputs} of the code cells of `src` as saved."
+    return {c['id']: c.get('outputs', []) for c in json.loads(Path(src).read_text())['cells'] if c['cell_type'] == 'code'}
+
+def save(src, outs=None) -> bool:
+    "Write the executed outputs `outs` (default: `executed(src)`) into notebook `src`; True if it changed."
+    outs = executed(src) if outs is None else outs
+    nb = json.loads(Path(src).read_text())
+    for c in nb['cells']:
+        if c['cell_type'] == 'code' and c.get('id') in outs:
+            c['outputs'], c['execution_count'] = saved_view(outs[c['id']]), None
+    n = output_bytes(nb)
+    if n >= MAX_BYTES: raise ValueError(f'{Path(src).name}: outputs of {n:,} bytes, over {MAX_BYTES:,}: make its figures smaller')
+    from execnb.nbio import nb2str
+    new, old = nb2str(nb), Path(src).read_text()
+    if new != old: Path(src).write_text(new)
+    return new != old
+
+def differences(src) -> list:
+    "How the saved outputs of `src` differ from the executed ones (cell ids with outputs, figures, widget views), as lines."
+    want, got = summary(executed(src)), summary({i: o for i, o in saved(src).items() if i in executed(src)})
+    return [f'cell {i}: executed {want.get(i, "no output")}, saved {got.get(i, "no output")} (outputs, figures, widgets)'
+            for i in sorted(set(want) | set(got)) if want.get(i) != got.get(i)]
+
+def main():
+    import os; os.chdir(ROOT)
+    args = sys.argv[1:]
+    check = '--check' in args
+    names = [a for a in args if a != '--check']
+    bad = 0
+    for p in notebooks(names):
+        if check:
+            d = differences(p)
+            if d: bad += 1; print(f'{p.name}: saved outputs are not current:\n  ' + '\n  '.join(d))
+        else: print(f'{p.name}: {"saved" if save(p) else "unchanged"}')
+    sys.exit(1 if bad else 0)
+
+if __name__ == '__main__': main()
