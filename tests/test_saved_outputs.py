@@ -67,6 +67,12 @@ def test_save_writes_executed_outputs_by_cell_id(tmp_path):
     assert S.widgets(c['outputs']) == 1 and 'text/html' in d['data']
     assert S.summary({'a': a['outputs'], 'b': [], 'c': c['outputs']}) == {'a': (2, 2, 0), 'c': (1, 0, 1)}
 
+def test_saved_text_has_no_local_paths():
+    import sysconfig
+    warn = {'output_type': 'stream', 'name': 'stderr', 'text': [sysconfig.get_paths()['purelib'] + '/torch/x.py:3: UserWarning\n',
+                                                                   f'{ROOT}/uss_nb/core.py:1: w\n']}
+    assert S.saved_view([warn])[0]['text'] == ['site-packages/torch/x.py:3: UserWarning\n', 'uss_nb/core.py:1: w\n']
+
 def test_save_refuses_outputs_over_the_limit(tmp_path, monkeypatch):
     src = tmp_path/'x.ipynb'
     src.write_text(json.dumps(_nb([_code('a', 'fig')])))

@@ -35,13 +35,24 @@ def notebooks(names=None) -> list:
     nbs = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith(('_', '.')) and p.name != README_NB)
     return [p for p in nbs if not names or p.stem in names or p.name in names]
 
+def _local_paths(text):
+    "`text` (a string or a list of lines) without the absolute paths of this checkout and of the installed packages (in warnings)."
+    import sysconfig
+    subs = [(sysconfig.get_paths()['purelib'] + '/', 'site-packages/'), (str(ROOT) + '/', '')]
+    def one(s):
+        for a, b in subs: s = s.replace(a, b)
+        return s
+    return one(text) if isinstance(text, str) else [one(s) for s in text]
+
 def saved_view(outputs) -> list:
-    "`outputs` as saved in a notebook: widget outputs as their static view, no execution counts."
+    "`outputs` as saved in a notebook: widget outputs as their static view, no execution counts, no absolute local paths in text."
     res = []
     for o in json.loads(json.dumps(outputs)):
         if 'execution_count' in o: o['execution_count'] = None
         data = o.get('data') or {}
         if WIDGET in data and 'text/html' in data: del data[WIDGET]
+        if 'text' in o: o['text'] = _local_paths(o['text'])
+        if 'text/plain' in data: data['text/plain'] = _local_paths(data['text/plain'])
         res.append(o)
     return res
 
