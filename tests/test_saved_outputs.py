@@ -1,7 +1,9 @@
 """The outputs saved in the notebooks of `nbs/` are current: the notebooks as `make nbtest` executed them (`_proc/`,
-each cell as nbdev_test runs it) show outputs in the same code cells, with as many figures and widget views in each,
-and every notebook's outputs stay under 2 MB. The notebooks are executed once, by `make nbtest`; this test only reads.
-After changing a notebook or the library: `make nbtest`, then `python tools/save_outputs.py` and `nbdev_clean`.
+each cell as nbdev_test runs it) show outputs in the same code cells, with as much in each (whether it prints to
+stdout, how many results it displays, its figures and widget views; stderr's warnings and progress bars are left out,
+as they can depend on caches), and every notebook's outputs stay under 2 MB. The notebooks are executed once, by
+`make nbtest`; this test only reads. After changing a notebook or the library: `make outputs` (nbtest,
+tools/save_outputs.py, nbdev_clean).
 """
 import json, sys
 from pathlib import Path
@@ -65,7 +67,9 @@ def test_save_writes_executed_outputs_by_cell_id(tmp_path):
     d = c['outputs'][0]
     assert d['execution_count'] is None and 'application/vnd.jupyter.widget-view+json' not in d['data']   # the static view stays
     assert S.widgets(c['outputs']) == 1 and 'text/html' in d['data']
-    assert S.summary({'a': a['outputs'], 'b': [], 'c': c['outputs']}) == {'a': (2, 2, 0), 'c': (1, 0, 1)}
+    assert S.summary({'a': a['outputs'], 'b': [], 'c': c['outputs']}) == {'a': (False, 2, 2, 0), 'c': (False, 1, 0, 1)}
+    err = {'output_type': 'stream', 'name': 'stderr', 'text': ['warning\n']}
+    assert S.summary({'a': [err], 'b': [old, err, PNG]}) == {'b': (True, 1, 1, 0)}   # stderr (warnings, progress) is left out
 
 def test_saved_text_has_no_local_paths():
     import sysconfig

@@ -65,8 +65,12 @@ def widgets(outputs) -> int:
     return sum(WIDGET in (d := o.get('data') or {}) or 'uss-widget-static' in ''.join(d.get('text/html', '')) for o in outputs)
 
 def summary(cells) -> dict:
-    "{cell id: (number of outputs, figures, widget views)} of the code cells with outputs: what a fresh execution must reproduce."
-    return {i: (len(o), figures(o), widgets(o)) for i, o in cells.items() if o}
+    "{cell id: (prints to stdout, displayed results, figures, widget views)} of the code cells with such outputs: what a fresh execution must reproduce. Text on stderr (warnings, progress bars) is left out: whether it shows can depend on caches and on what ran before in the process."
+    res = {}
+    for i, outs in cells.items():
+        outs = [o for o in outs if o.get('name') != 'stderr']
+        if outs: res[i] = (any(o.get('name') == 'stdout' for o in outs), sum(o.get('output_type') != 'stream' for o in outs), figures(outs), widgets(outs))
+    return res
 
 def output_bytes(nb) -> int:
     "Size of a notebook's outputs (and of its widget state, if any) as JSON."
@@ -104,7 +108,7 @@ def save(src, outs=None) -> bool:
 def differences(src) -> list:
     "How the saved outputs of `src` differ from the executed ones (cell ids with outputs, figures, widget views), as lines."
     want, got = summary(executed(src)), summary({i: o for i, o in saved(src).items() if i in executed(src)})
-    return [f'cell {i}: executed {want.get(i, "no output")}, saved {got.get(i, "no output")} (outputs, figures, widgets)'
+    return [f'cell {i}: executed {want.get(i, "no output")}, saved {got.get(i, "no output")} (stdout, results, figures, widgets)'
             for i in sorted(set(want) | set(got)) if want.get(i) != got.get(i)]
 
 def main():
