@@ -28,15 +28,15 @@ OUTS = 'uss_outputs'   # metadata of a processed notebook: {cell id: outputs as 
 SETUP = """
 import plotly.io as _pio
 from plotly.io._base_renderers import MimetypeRenderer as _MR
-from plotly.io._base_renderers import PlotlyRenderer as _PR
 class _DocsRenderer(_MR):
     "HTML that loads `plotly.min.js` from the page's folder, without MathJax (nothing from the internet), and plotly's mimetype for JupyterLab."
     def to_mimebundle(self, fig_dict):
-        return {**_PR().to_mimebundle(fig_dict),
+        from plotly.io._base_renderers import PlotlyRenderer
+        return {**PlotlyRenderer().to_mimebundle(fig_dict),
                 'text/html': _pio.to_html(fig_dict, include_plotlyjs='plotly.min.js', include_mathjax=False, full_html=False, validate=False)}
 _pio.renderers['uss_docs'] = _DocsRenderer()
 _pio.renderers.default = 'uss_docs'
-del _MR, _PR, _DocsRenderer
+del _MR, _DocsRenderer
 """
 
 # ---- static views of widgets
