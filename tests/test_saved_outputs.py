@@ -77,6 +77,21 @@ def test_saved_text_has_no_local_paths():
                                                                    f'{ROOT}/uss_nb/core.py:1: w\n']}
     assert S.saved_view([warn])[0]['text'] == ['site-packages/torch/x.py:3: UserWarning\n', 'uss_nb/core.py:1: w\n']
 
+def test_large_png_figures_are_saved_as_jpeg():
+    import base64, io
+    import numpy as np
+    from PIL import Image
+    def png(a):
+        buf = io.BytesIO(); Image.fromarray(a).save(buf, 'PNG'); return base64.b64encode(buf.getvalue()).decode()
+    photo = png(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    small = png(np.zeros((30, 40, 3), np.uint8))
+    outs = [{'output_type': 'display_data', 'metadata': {'image/png': {'width': 400}}, 'data': {'image/png': photo, 'text/plain': ['<Figure>']}},
+            {'output_type': 'display_data', 'metadata': {}, 'data': {'image/png': small}}]
+    big, tiny = S.saved_view(outs)
+    assert set(big['data']) == {'image/jpeg', 'text/plain'} and big['metadata'] == {'image/jpeg': {'width': 400}}
+    assert Image.open(io.BytesIO(base64.b64decode(big['data']['image/jpeg']))).size == (400, 300)
+    assert tiny['data'] == {'image/png': small} and S.figures([big, tiny]) == 2
+
 def test_save_refuses_outputs_over_the_limit(tmp_path, monkeypatch):
     src = tmp_path/'x.ipynb'
     src.write_text(json.dumps(_nb([_code('a', 'fig')])))

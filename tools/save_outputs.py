@@ -3,7 +3,8 @@
 `make nbtest` (tools/build_docs.py, tools/docs_exec.py) runs every notebook as `nbdev_test` does and keeps, in each
 processed notebook `_proc/X.ipynb`, the outputs of every executed cell as executed (metadata `uss_outputs`, by cell
 id). This tool writes them into `nbs/X.ipynb`, cell by cell (matched by id): executed cells get their fresh outputs;
-cells that were not executed (flagged `slow` or `cuda`, `#| eval: false`) keep what they had. Widget outputs are
+cells that were not executed (flagged `slow` or `cuda`, `#| eval: false`) keep what they had. A large PNG figure
+(photographs) is saved as a JPEG when that halves it (the docs keep the PNG). Widget outputs are
 saved as their static view (disabled controls with their values: `text/html`), without the widget model reference,
 which a notebook opened without its kernel could not draw; plotly figures keep both their HTML (for the docs) and
 plotly's mimetype (drawn by JupyterLab's plotly extension). A notebook's outputs must stay under `MAX_BYTES`.
@@ -44,6 +45,27 @@ def _local_paths(text):
         return s
     return one(text) if isinstance(text, str) else [one(s) for s in text]
 
+BIG_PNG = 150_000     # a PNG figure larger than this (base64 characters), mostly photographs, is saved as a JPEG
+
+def _jpeg_if_smaller(o):
+    "Replace a large `image/png` of output `o` by a JPEG (quality 90, on white) when that is less than half its size."
+    data = o.get('data') or {}
+    png = data.get('image/png')
+    if png is None: return
+    png = ''.join(png) if isinstance(png, list) else png
+    if len(png) < BIG_PNG: return
+    import base64, io
+    from PIL import Image
+    im = Image.open(io.BytesIO(base64.b64decode(png)))
+    rgb = Image.new('RGB', im.size, 'white')
+    rgb.paste(im.convert('RGBA'), mask=im.convert('RGBA').getchannel('A'))
+    buf = io.BytesIO(); rgb.save(buf, 'JPEG', quality=90, optimize=True)
+    jpg = base64.b64encode(buf.getvalue()).decode()
+    if len(jpg) < len(png) / 2:
+        del data['image/png']; data['image/jpeg'] = jpg
+        meta = o.get('metadata') or {}
+        if 'image/png' in meta: meta['image/jpeg'] = meta.pop('image/png')
+
 def saved_view(outputs) -> list:
     "`outputs` as saved in a notebook: widget outputs as their static view, no execution counts, no absolute local paths in text."
     res = []
@@ -53,6 +75,7 @@ def saved_view(outputs) -> list:
         if WIDGET in data and 'text/html' in data: del data[WIDGET]
         if 'text' in o: o['text'] = _local_paths(o['text'])
         if 'text/plain' in data: data['text/plain'] = _local_paths(data['text/plain'])
+        _jpeg_if_smaller(o)
         res.append(o)
     return res
 
