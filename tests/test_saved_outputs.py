@@ -62,7 +62,8 @@ def test_save_writes_executed_outputs_by_cell_id(tmp_path):
     assert S.save(src, outs) and not S.save(src, outs)             # written once, then unchanged
     nb = json.loads(src.read_text())
     a, b, c = nb['cells'][:3]
-    assert a['outputs'] == [PNG, PLOT] and S.figures(a['outputs']) == 2
+    assert a['outputs'][0] == PNG and a['outputs'][1]['data'] == {'application/vnd.plotly.v1+json': {'data': [], 'layout': {}}}
+    assert S.figures(a['outputs']) == 2                             # a plotly figure as its mimetype only: the HTML is the site's
     assert b['outputs'] == [old]                                    # not executed (slow): kept as it was
     d = c['outputs'][0]
     assert d['execution_count'] is None and 'application/vnd.jupyter.widget-view+json' not in d['data']   # the static view stays

@@ -6,8 +6,8 @@ id). This tool writes them into `nbs/X.ipynb`, cell by cell (matched by id): exe
 cells that were not executed (flagged `slow` or `cuda`, `#| eval: false`) keep what they had. A large PNG figure
 (photographs) is saved as a JPEG when that halves it (the docs keep the PNG). Widget outputs are
 saved as their static view (disabled controls with their values: `text/html`), without the widget model reference,
-which a notebook opened without its kernel could not draw; plotly figures keep both their HTML (for the docs) and
-plotly's mimetype (drawn by JupyterLab's plotly extension). A notebook's outputs must stay under `MAX_BYTES`.
+which a notebook opened without its kernel could not draw; plotly figures are saved as plotly's mimetype, drawn by
+JupyterLab's plotly extension (their HTML, which loads the docs site's `plotly.min.js`, stays in `_proc/`). A notebook's outputs must stay under `MAX_BYTES`.
 Then `nbdev_clean` leaves them as they are (settings.ini: `clear_all = False`).
 
 `nbs/index.ipynb` is left alone: README.md is built from its outputs by tools/readme.py, which keeps only some of them.
@@ -73,6 +73,7 @@ def saved_view(outputs) -> list:
         if 'execution_count' in o: o['execution_count'] = None
         data = o.get('data') or {}
         if WIDGET in data and 'text/html' in data: del data[WIDGET]
+        if PLOTLY in data: data.pop('text/html', None)   # the docs' HTML needs the site's plotly.min.js: useless in a notebook
         if 'text' in o: o['text'] = _local_paths(o['text'])
         if 'text/plain' in data: data['text/plain'] = _local_paths(data['text/plain'])
         _jpeg_if_smaller(o)
