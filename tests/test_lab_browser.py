@@ -105,9 +105,10 @@ def test_slider_changes_the_figure(lab, tmp_path):
 SAVED = """
 const nb = window.jupyterapp && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.node;
 if (!nb || !nb.querySelector('.jp-Notebook')) return null;
-const imgs = [...nb.querySelectorAll('.jp-OutputArea-output img')];
+const imgs = [...nb.querySelectorAll('.jp-OutputArea-output img')].filter(i => !i.closest('.jp-RenderedPlotly'));
+const plots = [...nb.querySelectorAll('.jp-RenderedPlotly')];
 return {images: imgs.length, decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
-        plotly: nb.querySelectorAll('.jp-RenderedPlotly').length, drawn: nb.querySelectorAll('.jp-RenderedPlotly .main-svg').length,
+        plotly: plots.length, drawn: plots.filter(p => p.querySelector('.main-svg') && p.getBoundingClientRect().height > 50).length,
         static_widgets: nb.querySelectorAll('.uss-widget-static').length,
         errors: [...nb.querySelectorAll('.jp-OutputArea-output')].filter(o => /Error displaying widget|No renderer/.test(o.textContent)).length};
 """
