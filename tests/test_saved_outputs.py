@@ -77,6 +77,8 @@ def test_saved_text_has_no_local_paths():
     warn = {'output_type': 'stream', 'name': 'stderr', 'text': [sysconfig.get_paths()['purelib'] + '/torch/x.py:3: UserWarning\n',
                                                                    f'{ROOT}/uss_nb/core.py:1: w\n']}
     assert S.saved_view([warn])[0]['text'] == ['site-packages/torch/x.py:3: UserWarning\n', 'uss_nb/core.py:1: w\n']
+    out = {'output_type': 'stream', 'name': 'stdout', 'text': ['a\n', '\x1b[2K\r', '\n', '\x1b[1mb\x1b[0m\n']}
+    assert S.saved_view([out])[0]['text'] == ['a\n', '\n', '\x1b[1mb\x1b[0m\n']     # clear_output's codes go, text stays
 
 def test_large_png_figures_are_saved_as_jpeg():
     import base64, io
@@ -123,3 +125,13 @@ def test_the_execution_key_ignores_saved_outputs(tmp_path):
     assert B.nb_key(src, 'lib') == k and B.nb_key(src, 'other') != k
     src.write_text(json.dumps(_nb([_code('a', 'fig2')])))
     assert B.nb_key(src, 'lib') != k
+
+def test_differences_per_cell(tmp_path, monkeypatch):
+    "Cells compared by id; cells nbdev adds (`show_doc` of undocumented exports) and cells not executed are left out."
+    src = tmp_path/'x.ipynb'
+    src.write_text(json.dumps(_nb([_code('a', 'fig', [PNG]), _code('b', 'print(1)'), _code('s', '#| slow\nrun()', [PNG])])))
+    ran = {'a': [PNG], 'b': [], 'added': [{'output_type': 'execute_result', 'data': {'text/markdown': ['doc']}, 'metadata': {}}]}
+    monkeypatch.setattr(S, 'executed', lambda p: ran)
+    assert S.differences(src) == []
+    ran['b'] = [{'output_type': 'stream', 'name': 'stdout', 'text': ['1\n']}]
+    assert S.differences(src) == ['cell b: executed (True, 0, 0, 0), saved no output (stdout, results, figures, widgets)']

@@ -66,6 +66,13 @@ def _jpeg_if_smaller(o):
         meta = o.get('metadata') or {}
         if 'image/png' in meta: meta['image/jpeg'] = meta.pop('image/png')
 
+def _no_control_lines(text):
+    "Stream `text` without the lines that are only terminal control codes (an `Output` widget's `clear_output` outside a kernel)."
+    from docs_exec import ANSI
+    lines = text.splitlines(True) if isinstance(text, str) else text
+    keep = [l for l in lines if '\x1b' not in l or ANSI.sub('', l).strip()]
+    return ''.join(keep) if isinstance(text, str) else keep
+
 def saved_view(outputs) -> list:
     "`outputs` as saved in a notebook: widget outputs as their static view, no execution counts, no absolute local paths in text."
     res = []
@@ -74,7 +81,7 @@ def saved_view(outputs) -> list:
         data = o.get('data') or {}
         if WIDGET in data and 'text/html' in data: del data[WIDGET]
         if PLOTLY in data: data.pop('text/html', None)   # the docs' HTML needs the site's plotly.min.js: useless in a notebook
-        if 'text' in o: o['text'] = _local_paths(o['text'])
+        if 'text' in o: o['text'] = _no_control_lines(_local_paths(o['text']))
         if 'text/plain' in data: data['text/plain'] = _local_paths(data['text/plain'])
         _jpeg_if_smaller(o)
         res.append(o)
@@ -131,7 +138,8 @@ def save(src, outs=None) -> bool:
 
 def differences(src) -> list:
     "How the saved outputs of `src` differ from the executed ones (cell ids with outputs, figures, widget views), as lines."
-    want, got = summary(executed(src)), summary({i: o for i, o in saved(src).items() if i in executed(src)})
+    ran, have = executed(src), saved(src)   # `ran` also holds the `show_doc` cells nbdev adds, not in the notebook
+    want, got = summary({i: o for i, o in ran.items() if i in have}), summary({i: o for i, o in have.items() if i in ran})
     return [f'cell {i}: executed {want.get(i, "no output")}, saved {got.get(i, "no output")} (stdout, results, figures, widgets)'
             for i in sorted(set(want) | set(got)) if want.get(i) != got.get(i)]
 
@@ -142,10 +150,12 @@ def main():
     names = [a for a in args if a != '--check']
     bad = 0
     for p in notebooks(names):
-        if check:
-            d = differences(p)
-            if d: bad += 1; print(f'{p.name}: saved outputs are not current:\n  ' + '\n  '.join(d))
-        else: print(f'{p.name}: {"saved" if save(p) else "unchanged"}')
+        try:
+            if check:
+                d = differences(p)
+                if d: bad += 1; print(f'{p.name}: saved outputs are not current:\n  ' + '\n  '.join(d))
+            else: print(f'{p.name}: {"saved" if save(p) else "unchanged"}')
+        except (FileNotFoundError, ValueError) as e: bad += 1; print(f'{p.name}: not saved: {e}', file=sys.stderr)
     sys.exit(1 if bad else 0)
 
 if __name__ == '__main__': main()
