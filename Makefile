@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test nbtest pytest browser-deps lab docs export clean-nbs clean
+.PHONY: install demo test nbtest outputs pytest browser-deps lab docs export clean-nbs clean
 
 # notebooks executed at once by nbtest and docs
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -34,6 +34,12 @@ test: browser-deps nbtest pytest
 nbtest: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/python tools/build_docs.py --no-render --jobs $(JOBS)
+
+# the module notebooks saved with their outputs: nbtest's executions (in _proc/) copied into nbs/ by cell id, then
+# nbdev_clean, which keeps outputs (clear_all = False); tests/test_saved_outputs.py checks that they are current
+outputs: nbtest
+	$(BIN)/python tools/save_outputs.py
+	$(BIN)/nbdev_clean
 
 # Chromium and its driver for the browser tests (tests/test_docs_browser.py, tests/test_lab_browser.py), and KaTeX for
 # the docs' maths, from apt when root; otherwise it says why not, and the browser tests skip saying the same (the docs

@@ -79,3 +79,16 @@ def test_test_only_cells_are_recognised():
     assert X.is_test_cell('with warnings.catch_warnings():\n    test_fail(lambda: f(-1), contains="bad")')
     assert not X.is_test_cell('x = f(1)\ntest_eq(x, 2)') and not X.is_test_cell('f(1)') and not X.is_test_cell('test_eq(')
     assert not X.is_test_cell('') and not X.is_test_cell('show_doc(f)')
+
+def test_plotly_figures_carry_html_and_their_mimetype():
+    "The docs' renderer: HTML loading the page's plotly.min.js (the site), and plotly's mimetype (JupyterLab draws it)."
+    import plotly.graph_objects as go, plotly.io as pio
+    ns = {}
+    old = pio.renderers.default
+    try:
+        exec(X.SETUP, ns)
+        b = pio.renderers['uss_docs'].to_mimebundle(go.Figure(go.Scatter(y=[1, 3, 2])).to_dict())
+    finally: pio.renderers.default = old
+    assert set(b) == {'text/html', 'application/vnd.plotly.v1+json'}
+    assert 'src="plotly.min.js"' in b['text/html'] and 'cdn' not in b['text/html'].lower()
+    assert b['application/vnd.plotly.v1+json']['data'][0]['type'] == 'scatter'

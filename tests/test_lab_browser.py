@@ -1,5 +1,7 @@
 """JupyterLab in headless Chromium: open the eigenvector-explorer notebook, run it, move the slider with the mouse,
-and check that the figure the widget shows changes.
+and check that the figure the widget shows changes. And open module notebooks without running them: the outputs saved
+in them (tools/save_outputs.py) show, matplotlib images decoded and plotly figures drawn by plotly's JupyterLab
+extension, widgets as their static views.
 
 JupyterLab runs on 127.0.0.1, on a free port, with a random token, in a temporary folder holding a copy of
 `tests/fixtures/eigen_explorer.ipynb` (the repository's copy is never written), and is stopped by its PID at the end.
@@ -95,5 +97,49 @@ def test_slider_changes_the_figure(lab, tmp_path):
         assert read1 != read0 and int(read1) > int(read0), (read0, read1)
         assert (tmp_path/'lab_after.png').stat().st_size > 10_000
         print(f'\nslider {read0} -> {read1}; screenshots in {tmp_path}')
+    finally:
+        d.quit()
+
+# ---- the outputs saved in the notebooks, opened in JupyterLab without running anything
+
+SAVED = """
+const nb = window.jupyterapp && window.jupyterapp.shell.currentWidget && window.jupyterapp.shell.currentWidget.node;
+if (!nb || !nb.querySelector('.jp-Notebook')) return null;
+const imgs = [...nb.querySelectorAll('.jp-OutputArea-output img')].filter(i => !i.closest('.jp-RenderedPlotly'));
+const plots = [...nb.querySelectorAll('.jp-RenderedPlotly')];
+return {images: imgs.length, decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+        plotly: plots.length, drawn: plots.filter(p => p.querySelector('.main-svg') && p.getBoundingClientRect().height > 50).length,
+        static_widgets: nb.querySelectorAll('.uss-widget-static').length,
+        errors: [...nb.querySelectorAll('.jp-OutputArea-output')].filter(o => /Error displaying widget|No renderer/.test(o.textContent)).length};
+"""
+
+def _saved_counts(path):
+    "Images (not plotly), plotly figures and static widget views among the saved outputs of notebook `path`."
+    outs = [o for c in json.loads(path.read_text())['cells'] for o in c.get('outputs', [])]
+    data = [o.get('data') or {} for o in outs]
+    plotly = sum('application/vnd.plotly.v1+json' in d for d in data)
+    images = sum(any(m.startswith('image/') for m in d) and 'application/vnd.plotly.v1+json' not in d for d in data)
+    return images, plotly, sum('uss-widget-static' in ''.join(d.get('text/html', '')) for d in data)
+
+# notebooks with saved plotly figures (03, 05) and with matplotlib figures and widgets (07)
+@pytest.mark.parametrize('stem', ['05_ot', '07_acg'])
+def test_saved_outputs_show_in_lab(lab, tmp_path, stem):
+    "A notebook opened in JupyterLab, never run (not trusted): its saved figures show, plotly ones drawn by plotly's extension."
+    url, token, work, proc, api = lab
+    src = ROOT/'nbs'/f'{stem}.ipynb'
+    images, plotly, static = _saved_counts(src)
+    if images + plotly == 0: pytest.skip(f'{src.name} has no saved figure: `tools/save_outputs.py {stem}` saves them')
+    shutil.copy(src, work/src.name)
+    st = tmp_path/'settings'/'@jupyterlab'/'notebook-extension'; st.mkdir(parents=True, exist_ok=True)
+    (st/'tracker.jupyterlab-settings').write_text(json.dumps({'windowingMode': 'none'}))   # every cell in the page
+    d = make_driver((1400, 1000))
+    try:
+        d.get(f'{url}/lab/tree/{src.name}?token={token}')
+        got = _wait(lambda: (lambda g: g if g and g['decoded'] >= images and g['drawn'] >= plotly else None)(d.execute_script(SAVED)),
+                    180, f'the saved figures of {src.name} to show')
+        full_screenshot(d, tmp_path/f'{stem}_lab.png')
+        assert got['images'] == got['decoded'] == images and got['plotly'] == got['drawn'] == plotly, (got, images, plotly)
+        assert got['static_widgets'] == static and got['errors'] == 0, got
+        print(f'\n{src.name} in JupyterLab: {got}; screenshot in {tmp_path}')
     finally:
         d.quit()

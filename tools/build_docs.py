@@ -1,11 +1,12 @@
 """Offline docs: execute the notebooks, run nbdev's processing, render `_proc/` into `_docs/` with smalldocs.
 
-The notebooks are stored without outputs (nbdev_clean), and neither nbdev's processing nor smalldocs (it never runs
-code) would produce the examples' outputs, so each notebook is first run and processed by `tools/docs_exec.py` (every
-cell as `nbdev_test` runs it, outputs kept, figures and widgets made static) into `_proc/`, the folder `nbdev_docs`
-hands to Quarto. A processed notebook is reused while its source, the library, settings.ini and docs_exec.py are
-unchanged (their hash is kept in its metadata): `make nbtest` runs the notebooks this way, and the docs then only
-render. The `_quarto.yml` project in `_proc/` is rendered by Quarto where it is installed, else by smalldocs; then,
+Neither nbdev's processing nor smalldocs (it never runs code) produces the examples' outputs, and the outputs saved in
+the notebooks may be stale, so each notebook is first run and processed by `tools/docs_exec.py` (every cell as
+`nbdev_test` runs it, outputs kept, figures and widgets made static) into `_proc/`, the folder `nbdev_docs` hands to
+Quarto. A processed notebook is reused while its cells' sources, the library, settings.ini and docs_exec.py are
+unchanged (their hash is kept in its metadata; the outputs saved in a notebook are not part of it): `make nbtest` runs
+the notebooks this way, and the docs then only render. `tools/save_outputs.py` copies the outputs of `_proc/` back
+into `nbs/`. The `_quarto.yml` project in `_proc/` is rendered by Quarto where it is installed, else by smalldocs; then,
 for an offline site: `plotly.min.js` is copied next to the pages, the themes' web-font imports are dropped, nbdev's
 absolute links into the site point at the pages, and maths is typeset by a local KaTeX (Debian `libjs-katex`;
 without it, maths stays as TeX).
@@ -32,7 +33,10 @@ def lib_key(cfg):
     for f in (EXEC, cfg.config_file): h.update(Path(f).read_bytes())
     return h.hexdigest()
 
-def nb_key(src, lib): return hashlib.sha1(Path(src).read_bytes() + lib.encode()).hexdigest()
+def nb_key(src, lib):
+    "Hash of a notebook's cells (ids, types, sources: not their outputs) and `lib`: what its execution depends on."
+    cells = [(c.get('id'), c['cell_type'], ''.join(c['source'])) for c in json.loads(Path(src).read_text())['cells']]
+    return hashlib.sha1(json.dumps(cells).encode() + lib.encode()).hexdigest()
 
 def stored_key(proc_nb):
     "The key a processed notebook was executed under (in its metadata), or None."

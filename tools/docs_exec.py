@@ -5,27 +5,35 @@ cells; `tools/build_docs.py` runs it once per notebook, each in its own process.
 `exec_show_docs` processor (which runs only imports, exported cells and `show_doc`) by `exec_all`, which runs every
 cell except those flagged with `tst_flags` (`slow`, `cuda`), `#| eval: false` cells and `nbdev_export()`, in the
 notebook's folder, stopping at the first error as `nbdev_test` does. For a static page:
-- plotly figures become HTML that loads `plotly.min.js` from the page's folder, without MathJax (no CDN);
+- plotly figures become HTML that loads `plotly.min.js` from the page's folder, without MathJax (no CDN), together
+  with plotly's own mimetype `application/vnd.plotly.v1+json`, which JupyterLab's plotly extension draws (a notebook's
+  HTML output cannot load the page's `plotly.min.js` there); the site's renderers, smalldocs and Quarto, show the HTML;
 - matplotlib figures are PNG images (execnb's inline backend);
 - each ipywidgets output gets a static HTML view: its controls, disabled, with their current values, beside the
   figure the widget drew (outside a kernel an `Output` widget's displays go to the cell); the widgets' state is
   also saved in the notebook's metadata, as nbdev does;
 - a cell made only of `show_doc` calls documents every name (Jupyter would display only the last one);
 - a cell made only of checks (`assert`, `test_eq`, `test_close`, ...) that shows nothing is run but left off the page.
+The outputs of every executed cell, as executed (before nbdev's processors drop hidden cells or link names in Markdown),
+are also kept in the processed notebook's metadata under `uss_outputs`, by cell id: `tools/save_outputs.py` writes them
+back into the notebooks of `nbs/`.
 """
-import ast, html, os, re, sys
+import ast, html, json, os, re, sys
 from pathlib import Path
 
 KEY = 'uss_docs_key'   # metadata of a processed notebook: the hash of what it was executed from
+OUTS = 'uss_outputs'   # metadata of a processed notebook: {cell id: outputs as executed} of every executed cell
 
 # run in each notebook's shell before its first cell: plotly figures as HTML with a local plotly.js
 SETUP = """
 import plotly.io as _pio
 from plotly.io._base_renderers import MimetypeRenderer as _MR
 class _DocsRenderer(_MR):
-    "HTML that loads `plotly.min.js` from the page's folder, without MathJax: nothing from the internet."
+    "HTML that loads `plotly.min.js` from the page's folder, without MathJax (nothing from the internet), and plotly's mimetype for JupyterLab."
     def to_mimebundle(self, fig_dict):
-        return {'text/html': _pio.to_html(fig_dict, include_plotlyjs='plotly.min.js', include_mathjax=False, full_html=False, validate=False)}
+        from plotly.io._base_renderers import PlotlyRenderer
+        return {**PlotlyRenderer().to_mimebundle(fig_dict),
+                'text/html': _pio.to_html(fig_dict, include_plotlyjs='plotly.min.js', include_mathjax=False, full_html=False, validate=False)}
 _pio.renderers['uss_docs'] = _DocsRenderer()
 _pio.renderers.default = 'uss_docs'
 del _MR, _DocsRenderer
@@ -124,6 +132,7 @@ def make_exec_all(skip_flags):
     class exec_all(Processor):
         "Run every cell as nbdev_test does (cells with `skip_flags`, `eval: false` and `nbdev_export()` skipped), keeping outputs."
         def begin(self):
+            self.outs = {}   # cell id: outputs as executed
             self.k = CaptureShell(self.nb.path_)
             self.k.run_cell(SETUP)
         def __call__(self, cell):
@@ -139,12 +148,14 @@ def make_exec_all(skip_flags):
                 raise RuntimeError(f'error in {self.nb.path_} cell {cell.idx_}:\n{cell.source}\n\n{self.k.prettytb(fname=self.nb.path_)}') from None
             drop_blank_streams(cell)
             add_static_views(cell)
+            self.outs[cell.id] = json.loads(json.dumps(cell.get('outputs', [])))
             if is_test_cell(src) and not cell.get('outputs'): del cell['source']   # a test-only cell: run, not shown
         def end(self):
             from ipywidgets import Widget
             mimetype = 'application/vnd.jupyter.widget-state+json'
             state = Widget.get_manager_state(drop_defaults=True)
             if state['state']: self.nb.metadata['widgets'] = {mimetype: state}
+            self.nb.metadata[OUTS] = self.outs
     return exec_all
 
 def process_one(src, dst, key):

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['tokens', 'affinity', 'modularity', 'modularity_loss', 'Attention', 'ACGStep', 'ACGOut', 'ACG', 'ACGConfig',
-           'feature_list', 'train_acg', 'center_features', 'acg_segments', 'acg_cluster', 'ConceptExplorer',
-           'bench_modularity', 'bench_acg']
+           'feature_list', 'train_acg', 'center_features', 'acg_segments', 'acg_cluster', 'concept_cmap',
+           'ConceptExplorer', 'bench_modularity', 'bench_acg']
 
 # %% ../nbs/07_acg.ipynb #00ff1cd2
 import math, time, dataclasses
@@ -300,6 +300,14 @@ def acg_cluster(model:ACG, feats, n_classes:int, how:str='pooled', images=None, 
     return segments_to_labels(labels, segs, clusters), segs, clusters
 
 # %% ../nbs/07_acg.ipynb #b176f642
+def concept_cmap(n:int, cmap:str='tab10'):
+    "A colormap of `n` colours for integer ids 0..n-1: the first `n` colours of a qualitative map (as `tab10`'s), else `n` samples of `cmap`."
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+    cm = matplotlib.colormaps[cmap]
+    cols = cm.colors[:n] if isinstance(cm, ListedColormap) and len(cm.colors) >= n else cm(np.linspace(0, 1, n))
+    return ListedColormap(cols, name=f'{cmap}_{n}')
+
 class ConceptExplorer:
     "Widget: pick an image and a step; see the concept masks and every prototype's cross-attention map at that step."
     def __init__(self, model:ACG, feats, images=None, cmap:str='tab10'):
@@ -312,10 +320,14 @@ class ConceptExplorer:
         self.fig = Figure(figsize=(2.2 * max(P, 2), 4.6)); axs = self.fig.subplots(2, max(P, 2), squeeze=False)  # not pyplot: no global state
         for a in axs.flat: a.axis('off')
         self.ax_img, self.ax_lab, self.ax_att = axs[0, 0], axs[0, 1], list(axs[1, :P])
+        self._cmap = concept_cmap(P, cmap)   # concept p: the p-th colour, its id an integer tick of the colour bar
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        self.cbar = self.fig.colorbar(ScalarMappable(Normalize(-0.5, P - 0.5), self._cmap), ax=self.ax_lab, ticks=range(P), label='concept')
         self.out = W.Output()
         self.picker.observe(lambda _: self.update(), 'value'); self.step.observe(lambda _: self.update(), 'value')
         self.widget = W.VBox([W.HBox([self.picker, self.step]), self.out])
-        self._cmap = cmap; self.update()
+        self.update()
     @torch.no_grad()
     def outputs(self, i):
         "Concept labels (h,w) and attention maps (S,P,h,w) of image `i`."
@@ -330,7 +342,7 @@ class ConceptExplorer:
         lab, att = self.outputs(i)
         for a in [self.ax_img, self.ax_lab, *self.ax_att]: a.clear(); a.axis('off')
         if self.images is not None: self.ax_img.imshow(self.images[i].permute(1, 2, 0).cpu().numpy()); self.ax_img.set_title('image')
-        self.ax_lab.imshow(lab, cmap=self._cmap, vmin=0, vmax=max(9, att.shape[1] - 1), interpolation='nearest'); self.ax_lab.set_title('concepts')
+        self.ax_lab.imshow(lab, cmap=self._cmap, vmin=-0.5, vmax=att.shape[1] - 0.5, interpolation='nearest'); self.ax_lab.set_title('concepts')
         for p, a in enumerate(self.ax_att): a.imshow(att[s, p], cmap='viridis', interpolation='nearest'); a.set_title(f'prototype {p}')
         self.fig.suptitle(f'image {i}, step {s + 1}/{att.shape[0]}')
         with self.out: clear_output(wait=True); display(Image(self.png()))

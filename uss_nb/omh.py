@@ -222,11 +222,13 @@ class HierarchyExplorer:
         o = self.orders[l] if self.sort.value else torch.arange(self.hier.sizes[l])
         r = torch.empty_like(o); r[o] = torch.arange(len(o)); return r
 
-    def _show(self, out, fig):
+    def _show(self, *shown):
+        "Show each `(Output, figure)` of `shown`: every Output cleared first, then the figures displayed (outside a kernel the Outputs' displays go to the cell, where clearing one after the other's display would remove that figure)."
         from IPython.display import display
-        out.clear_output(wait=True)
-        with out: display(fig)
-        plt.close(fig)
+        for out, _ in shown: out.clear_output(wait=True)
+        for out, fig in shown:
+            with out: display(fig)
+            plt.close(fig)
 
     def update(self):
         "Redraw both figures for the controls' values."
@@ -245,7 +247,6 @@ class HierarchyExplorer:
             ax.set_title(f'M = K·T, levels {l} → {l + 1}' + (' (sorted)' if s else ''))
         else: self.plan_data = None; ax.set_axis_off(); ax.set_title('one level: no plan')
         self.plan_fig.tight_layout()
-        self._show(self.out_plan, self.plan_fig)
         i, n = self.image.value, len(self.hier.sizes)
         self.map_data = [self._rank(k)[m].numpy() for k, m in enumerate(cluster_maps(self.hier, torch.as_tensor(self.codes[i]).float()))]
         extra = self.images is not None
@@ -257,7 +258,7 @@ class HierarchyExplorer:
             ax.set_title(f'level {k}: {self.hier.sizes[k]} clusters')
         for ax in axs: ax.set_axis_off()
         self.maps_fig.tight_layout()
-        self._show(self.out_maps, self.maps_fig)
+        self._show((self.out_plan, self.plan_fig), (self.out_maps, self.maps_fig))
 
     def _ipython_display_(self):
         from IPython.display import display
