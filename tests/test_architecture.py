@@ -51,3 +51,16 @@ def test_no_module_imports_a_later_notebook():
     nums, graph = notebook_numbers(), import_graph()
     upward = sorted(f'{m} ({nums[m]:02d}) imports {d} ({nums[d]:02d})' for m, ds in graph.items() for d in ds if nums[d] > nums[m])
     assert not upward, 'modules reaching upward in the data flow:\n' + '\n'.join(upward)
+
+def test_show_doc_cells_hold_only_show_doc():
+    "A cell that calls `show_doc` at top level holds nothing else: otherwise Jupyter (and the docs) show no API entry for it."
+    import ast, json
+    bad = []
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for c in json.loads(nb.read_text())['cells']:
+            src = ''.join(c['source']) if c['cell_type'] == 'code' else ''
+            try: body = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))).body
+            except SyntaxError: continue
+            calls = [isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and getattr(s.value.func, 'id', None) == 'show_doc' for s in body]
+            if any(calls) and not all(calls): bad.append(f"{nb.name} cell {c.get('id')}")
+    assert not bad, f'show_doc mixed with other code in: {bad}'
