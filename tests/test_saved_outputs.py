@@ -77,6 +77,9 @@ def test_saved_text_has_no_local_paths():
     warn = {'output_type': 'stream', 'name': 'stderr', 'text': [sysconfig.get_paths()['purelib'] + '/torch/x.py:3: UserWarning\n',
                                                                    f'{ROOT}/uss_nb/core.py:1: w\n']}
     assert S.saved_view([warn])[0]['text'] == ['site-packages/torch/x.py:3: UserWarning\n', 'uss_nb/core.py:1: w\n']
+    import tempfile
+    msg = {'output_type': 'stream', 'name': 'stdout', 'text': [f'not in {Path.home()}/.cache/torch/hub; bad: {tempfile.gettempdir()}/tmpab_12x9/cut.jpg\n']}
+    assert S.saved_view([msg])[0]['text'] == ['not in ~/.cache/torch/hub; bad: <tmp>/cut.jpg\n']      # home and temporary folders
     out = {'output_type': 'stream', 'name': 'stdout', 'text': ['a\n', '\x1b[2K\r', '\n', '\x1b[1mb\x1b[0m\n']}
     assert S.saved_view([out])[0]['text'] == ['a\n', '\n', '\x1b[1mb\x1b[0m\n']     # clear_output's codes go, text stays
 

@@ -37,12 +37,14 @@ def notebooks(names=None) -> list:
     return [p for p in nbs if not names or p.stem in names or p.name in names]
 
 def _local_paths(text):
-    "`text` (a string or a list of lines) without the absolute paths of this checkout and of the installed packages (in warnings)."
-    import sysconfig
-    subs = [(sysconfig.get_paths()['purelib'] + '/', 'site-packages/'), (str(ROOT) + '/', ''), (str(ROOT.parent/'shared'), '../shared')]
+    "`text` (a string or a list of lines) without the absolute paths of this machine: the checkout, the installed packages (in warnings), the shared data, the home folder (as `~`) and temporary folders (as `<tmp>`)."
+    import re, sysconfig, tempfile
+    subs = [(sysconfig.get_paths()['purelib'] + '/', 'site-packages/'), (str(ROOT) + '/', ''), (str(ROOT.parent/'shared'), '../shared'),
+            (str(Path.home()) + '/', '~/')]
+    tmp = re.compile(re.escape(tempfile.gettempdir()) + r'/(?:tmp|pytest-of-)[\w.-]*')
     def one(s):
         for a, b in subs: s = s.replace(a, b)
-        return s
+        return tmp.sub('<tmp>', s)
     return one(text) if isinstance(text, str) else [one(s) for s in text]
 
 BIG_PNG = 150_000     # a PNG figure larger than this (base64 characters), mostly photographs, is saved as a JPEG
