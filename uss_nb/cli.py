@@ -169,7 +169,7 @@ def uss_segment(images:Param('image files and/or folders of images', str, nargs=
                 crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
                 power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
                 steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
-             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
+                omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
                 size:Param('shorter image side the features are computed at', int)=320,
                 quiet:Param('no progress bars', bool)=False,
                 strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False):
