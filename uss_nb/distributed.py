@@ -371,15 +371,14 @@ def dist_train(ckpt:Param('checkpoint to write (resumed when it exists)', str),
                quiet:Param('no progress output', bool)=False):
     "Train a STEGO (+ OMH) head on `data`'s cached features with the batch split over the ranks of `torchrun`."
     from uss_nb.data import get_dataset
-    from uss_nb.pipelines import EvalConfig, cache_dir, _common_crop, _grid_feats
-    from uss_nb.omh import OMHConfig
+    from uss_nb.pipelines import EvalConfig, cache_dir, _common_crop, _grid_feats, omh_config
     if pipeline not in ('stego', 'stego+omh'): raise BadInputError('pipeline', f"must be 'stego' or 'stego+omh', got {pipeline!r}")
     rank, world, device = init_distributed(); ds = get_dataset(data); ec = EvalConfig()
     fs = extract_sharded(get_backbone(backbone, device=device), ds, cache or cache_dir(), device=device, progress=False)
     feats = _common_crop([_grid_feats(fs, n) for n in fs.names])
     cfg = StegoConfig(n_classes=n_clusters or ds.n_classes, max_steps=steps or ec.stego_steps, seed=seed, step='maps')
     kw = dict(ckpt=ckpt, device=device, verbose=not quiet)
-    res = (train_omh_dist(feats, cfg, OMHConfig(weight=ec.omh_weight, n_points=2048), **kw) if pipeline == 'stego+omh'
+    res = (train_omh_dist(feats, cfg, omh_config(ec), **kw) if pipeline == 'stego+omh'
            else train_stego_dist(feats, cfg, **kw))
     if rank == 0: print(f"trained {pipeline} on {data} with {world} processes: {ckpt} (final loss {res.history[-1]['loss']:.4f})")
     return res

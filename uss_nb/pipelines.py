@@ -7,7 +7,7 @@ __all__ = ['PIPELINES', 'HEADS', 'REFINERS', 'OPTION_LIMITS', 'FIT_ON', 'DSM_MIN
            'PRESET_KEYS', 'CLI_NAMES', 'MODEL_FORMAT', 'FITTABLE', 'FEATURE_KEYS', 'APPLY_KEYS', 'TRAINED', 'palette',
            'colorize', 'overlay', 'save_labels', 'legend', 'label_png', 'EvalConfig', 'check_pipeline', 'check_option',
            'check_options', 'check_config', 'clusterer', 'load_backbone', 'check_kmeans_options', 'parse_scales',
-           'check_head_options', 'head_meta', 'pipeline_maps', 'evaluate_pipeline', 'save_eval', 'subset',
+           'check_head_options', 'omh_config', 'head_meta', 'pipeline_maps', 'evaluate_pipeline', 'save_eval', 'subset',
            'torch_build', 'preset_dir', 'preset_names', 'preset_file', 'check_eval_config', 'load_preset',
            'save_preset', 'resolve_config', 'cli_config', 'dense_features', 'image_dataset', 'at_resolution',
            'segment_paths', 'feature_description', 'fit_model', 'save_model', 'load_model', 'model_config',
@@ -161,6 +161,7 @@ class EvalConfig:
     head_init: str = 'pca'      # STEGO / HP / SmooSeg: the head's initialisation, 'pca' (the features' PCA projection; better than 'random' on both tuning splits, 09_stego) or 'random'
     shift_quantiles: tuple = (0.65, 0.15, 0.99)  # STEGO / SmooSeg: shifts (intra, KNN, negative) calibrated to these quantiles of the features' own correlations (09_stego); None: the presets' shifts
     omh_weight: float = 1.0     # OMH: λ, the weight of OMH's loss (Eq. 12), chosen by 10_omh's grid (best worst case over both tuning splits among 1 and 0.1; both collapse the codes' directions, at 1 k-means of the codes still separates the clusters)
+    omh_ablation: str = 'omh'   # OMH: the named variant of `OMH_ABLATIONS` (10_omh: 'omh' is the paper's reading with 3 levels, expansion 2, ε 0.02; the others are the ablation tables' rows)
     ckpt: str = None            # ACG/STEGO/HP/SmooSeg: checkpoint to train into, resume from, or reuse (see `uss train`)
     refine: str = 'none'        # 'crf': dense-CRF refinement of the label maps at image resolution
     crf_temperature: float = 0.05  # `kmeans` with refine='crf': softmax temperature of the cosine scores fed to the CRF (the other pipelines give it hard labels)
@@ -348,10 +349,17 @@ def check_head_options(cfg:EvalConfig) -> EvalConfig:
     if isinstance(cfg.stego_steps, bool) or not isinstance(cfg.stego_steps, int) or cfg.stego_steps < 1:
         raise BadInputError('steps', f'{cfg.stego_steps!r}: a whole number of training steps >= 1 expected')
     _check(cfg.head_assign, HEAD_ASSIGN, 'head_assign'); _check(cfg.head_init, ('pca', 'random'), 'head_init')
+    from uss_nb.omh import OMH_ABLATIONS
+    _check(cfg.omh_ablation, OMH_ABLATIONS, 'omh_ablation')
     q = cfg.shift_quantiles
     if q is not None and (len(q) != 3 or not all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in q)):
         raise BadInputError('shift_quantiles', f'{q!r}: three quantiles in [0, 1] (intra, KNN, negative) expected')
     return cfg
+
+def omh_config(cfg:EvalConfig):
+    "The `OMHConfig` of an `+omh` pipeline: the named variant `cfg.omh_ablation` at weight `cfg.omh_weight`, the loss on 2048 sampled points."
+    from uss_nb.omh import OMHConfig
+    return OMHConfig.ablation(cfg.omh_ablation, weight=cfg.omh_weight, n_points=2048)
 
 def _head_config(cfg, k):
     "The trainer and its config for the head of pipeline `cfg.pipeline` (`stego`, `hp`, `smooseg`, each optionally `+omh`)."
@@ -374,7 +382,7 @@ def _train_head(train, cfg, k, verbose=False, steps=None):
     from uss_nb.omh import OMHConfig, train_omh
     fn, hcfg = _head_config(cfg, k)
     kw = dict(ckpt=cfg.ckpt, verbose=verbose, steps=steps, meta=head_meta(cfg))
-    omh = OMHConfig(weight=cfg.omh_weight, n_points=2048) if cfg.pipeline.endswith('+omh') else None
+    omh = omh_config(cfg) if cfg.pipeline.endswith('+omh') else None
     if cfg.pipeline == 'stego': return fn(train, hcfg, **kw)
     if cfg.pipeline == 'stego+omh': fn = train_omh        # STEGO + OMH has its own trainer; HP and SmooSeg take `omh` themselves
     return fn(train, hcfg, omh, **kw)
