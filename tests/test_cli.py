@@ -210,7 +210,7 @@ def test_eval_preset_and_options_write_the_resolved_config(tmp_path):
     r = run('uss', 'eval', '--data', mine, '--preset', 'objects', '--backbone', 'tiny_vit', '--n_segments', 8, '--eigenvectors', 10,
             '--refine', 'none', '--out', tmp_path/'res', '--quiet', env=env(tmp_path))
     assert r.returncode == 0, r.stderr
-    want = dataclasses.replace(load_preset('objects'), backbone='tiny_vit', n_segments=8, k=10, refine='none', n_clusters=11)
+    want = load_preset('objects').replace(backbone='tiny_vit', n_segments=8, k=10, refine='none', n_clusters=11)
     assert load_preset(tmp_path/'res'/'config.json') == want
     assert json.loads((tmp_path/'res'/'metrics.json').read_text())['files']['config'] == 'config.json'
 

@@ -76,3 +76,17 @@ def test_readme_figures_come_from_results():
     assert rendered, 'no mean ± std renders from nbs/results/'
     missing = readme_figures() - rendered - UNSOURCED
     assert not missing, f'README figures that no file under nbs/results/ renders: {sorted(missing)}'
+
+def test_result_keys_unchanged():
+    "Runners resume by key: the key built today from a committed row's settings (`EvalConfig.flat`) is the one built before the stage configs."
+    import hashlib
+    from uss_nb.pipelines import EvalConfig, SETTINGS
+    from uss_nb.experiments import _key, _row_keys
+    r = read_lines(RESULTS/'presets.jsonl')[0]
+    cfg = EvalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in r['config'].items()})
+    key = _key(r['data'], cfg)
+    then, now = json.loads(r['key'])[1], json.loads(key)[1]
+    assert {k: now[k] for k in then} == then and set(now) == set(SETTINGS)    # every setting the row had: same name, same value
+    assert key in _row_keys(r) and json.dumps(cfg.flat()) == json.dumps({k: now[k] for k in SETTINGS})
+    # the same key as the flat EvalConfig of before built (its sha256 then)
+    assert hashlib.sha256(key.encode()).hexdigest() == '7e33991fe2b5478209e46e04a91d956e829206a6f97240b8c548d9b739434cef'

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['BENCHES', 'PHOTOMETRIC_HELP', 'CRF_TEMPERATURE_HELP', 'PRESET_HELP', 'CONFIG_OPTIONS', 'SUBCOMMANDS', 'DEVICE_HELP',
-           'get_bench', 'bench_all', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_fit', 'uss_train', 'main',
-           'bench_options', 'bench_args', 'bench_main', 'check_device', 'using_device', 'command_parser', 'run_command',
-           'uss_version', 'uss_help']
+           'get_bench', 'bench_all', 'config_options', 'uss_demo', 'uss_eval', 'uss_segment', 'uss_fit', 'uss_train',
+           'main', 'bench_options', 'bench_args', 'bench_main', 'check_device', 'using_device', 'command_parser',
+           'run_command', 'uss_version', 'uss_help']
 
 # %% ../nbs/19_cli.ipynb #cl000004
 import sys, time, json, inspect, contextlib, warnings
@@ -105,48 +105,45 @@ CONFIG_OPTIONS = {   # the settings every `uss` subcommand but `train` takes, by
     'omh_weight': Param("stego+omh / hp+omh / smooseg+omh: λ, the weight of OMH's loss (>= 0)", float),
     'consensus': Param('kmeans: centres from the consensus of this many single k-means runs (0: the restart of lowest inertia)', int),
     'epochs': Param('acg+kmeans: training epochs', int)}
-_O = CONFIG_OPTIONS
 
 def _options(loc:dict) -> dict:
     "The settings among a subcommand's arguments `loc`: `CONFIG_OPTIONS` and `strict`."
     return {k: loc[k] for k in (*CONFIG_OPTIONS, 'strict') if k in loc}
 
+def config_options(after:str='preset'):
+    "Decorate a subcommand that takes `**opts`: its signature, which `call_parse` reads, gets the `CONFIG_OPTIONS` (each None: the preset's) after its parameter `after`."
+    def deco(f):
+        ps = [p for p in inspect.signature(f).parameters.values() if p.kind != p.VAR_KEYWORD]
+        i = [p.name for p in ps].index(after) + 1
+        shared = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=a) for n, a in CONFIG_OPTIONS.items()]
+        f.__signature__ = inspect.signature(f).replace(parameters=ps[:i] + shared + ps[i:])
+        return f
+    return deco
+
 @call_parse
+@config_options('preset')
 def uss_demo(out:Param('output folder', str)='outputs',
              preset:Param(PRESET_HELP, str)=None,
-             pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
-             n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
-             color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
-             crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
-             power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
-             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
              size:Param('shorter image side the features are computed at', int)=320,
              limit:Param('only the first N embedded photos', int)=None,
-             quiet:Param('no progress bars', bool)=False):
+             quiet:Param('no progress bars', bool)=False, **opts):
     "Segment the photographs shipped with scikit-image (no download) and write overlays, figures, a summary and config.json to `out`."
-    cfg = DemoConfig(**asdict(cli_config(preset, **_options(locals()))), size=size)
+    cfg = DemoConfig(**cli_config(preset, **opts).flat(), size=size)
     res = run_demo(cfg, out, limit=limit, progress=not quiet)
     print(f"wrote {len(res['images'])} overlays and {Path(out)/'summary.md'}")
 
 @call_parse
+@config_options('preset')
 def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss_nb.data.dataset_names), or your own folder DIR (or DIR/SPLIT) holding images/, labels/ and classes.txt", str)='camvid/val',
              preset:Param(PRESET_HELP, str)=None,
-             pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
-             n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
-             color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
-             crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
-             power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-             steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
-             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
              json:Param('print one JSON line instead of the table', bool)=False,
              out:Param('also save the results in this folder: labels/NAME.png, metrics.json, config.json, confusion.png, per_class_iou.png', str)=None,
              limit:Param('only the first N images of the split (a quick look; the scores are not the split\'s)', int)=None,
              quiet:Param('no progress bars', bool)=False,
-             strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False):
+             strict:Param('stop at the first unreadable image or label instead of skipping and listing it', bool)=False, **opts):
     "Run a pipeline on a labelled split and print Hungarian-matched mIoU, pixel accuracy and the per-class IoU table."
     from uss_nb.data import get_dataset, check_labelled
-    cfg = cli_config(preset, **_options(locals()))                               # every setting checked before any image is read
+    cfg = cli_config(preset, **opts, strict=strict)                               # every setting checked before any image is read
     ds = check_labelled(get_dataset(data), read=Path(data).expanduser().is_dir())   # bad input (no labels, bad label files) fails before any work
     if limit is not None and limit < 1: raise BadInputError('limit', f'must be at least 1, got {limit}')
     if limit: ds = subset(ds, min(limit, len(ds)))
@@ -159,22 +156,16 @@ def uss_eval(data:Param("labelled split, e.g. camvid/val, msrc_v2/train (see uss
     _print_skipped('eval', r['skipped'], r['n_images'], 'not scored')
 
 @call_parse
+@config_options('model')
 def uss_segment(images:Param('image files and/or folders of images', str, nargs='+'),
                 out:Param('output folder', str)='segments',
                 preset:Param(PRESET_HELP, str)=None,
                 model:Param('a model file written by `uss fit`: its settings and fitted clusters (or head) label the images, nothing is fitted again; options that would change its features or its fit are refused', str)=None,
-                pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
-                n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
-                color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
-                crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
-                power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-                steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
-                omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
                 size:Param('shorter image side the features are computed at', int)=320,
                 quiet:Param('no progress bars', bool)=False,
-                strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False):
+                strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False, **opts):
     "Segment your own images (no labels needed), or apply a model made by `uss fit`: writes NAME_overlay.png, NAME_labels.png, segments.json and config.json to `out`."
-    opts, m = _options(locals()), None
+    opts, m = opts | dict(strict=strict), None
     if model is not None:
         if preset is not None: raise BadInputError('preset', f'{model} carries its own settings ({Path(model).with_suffix(".json")}): give --model without --preset')
         m = load_model(model)
@@ -186,24 +177,18 @@ def uss_segment(images:Param('image files and/or folders of images', str, nargs=
     _print_skipped('segment', skipped, len(rows) + len(skipped), 'not segmented')
 
 @call_parse
+@config_options('preset')
 def uss_fit(data:Param('images to fit on: a split such as camvid/train (see uss_nb.data.dataset_names), a labelled folder, or a folder of photos', str)=None,
             out:Param('model file to write (its settings and data, readable, go beside it as .json)', str)='model.pt',
             preset:Param(PRESET_HELP, str)=None,
-            pipeline:_O['pipeline']=None, backbone:_O['backbone']=None, seed:_O['seed']=None, n_clusters:_O['n_clusters']=None,
-            n_segments:_O['n_segments']=None, eigenvectors:_O['eigenvectors']=None, fit_on:_O['fit_on']=None, fit_pixels:_O['fit_pixels']=None,
-            color_lambda:_O['color_lambda']=None, n_init:_O['n_init']=None, overcluster:_O['overcluster']=None, merge_linkage:_O['merge_linkage']=None,
-            crf_rounds:_O['crf_rounds']=None, crf_temperature:_O['crf_temperature']=None, dtype:_O['dtype']=None, scales:_O['scales']=None,
-            power:_O['power']=None, photometric:_O['photometric']=None, refine:_O['refine']=None, ckpt:_O['ckpt']=None,
-            steps:_O['steps']=None, train_data:_O['train_data']=None, head_assign:_O['head_assign']=None, head_init:_O['head_init']=None,
-             omh_weight:_O['omh_weight']=None, consensus:_O['consensus']=None, epochs:_O['epochs']=None,
             size:Param("shorter image side the features are computed at (default: the images as the split gives them)", int)=None,
             limit:Param('only the first N images of the data', int)=None,
             quiet:Param('no progress bars', bool)=False,
-            strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False):
+            strict:Param('stop at the first unreadable image instead of skipping and listing it', bool)=False, **opts):
     "Fit a pipeline once on a split or a folder and keep it in a model file (k-means centres or a trained head) for `uss segment --model`."
     from uss_nb.data import get_dataset
     if data is None: raise BadInputError('data', 'required: the images to fit on, e.g. --data camvid/train, a labelled folder or a folder of photos')
-    cfg = cli_config(preset, **_options(locals()))
+    cfg = cli_config(preset, **opts, strict=strict)
     _check(cfg.pipeline, FITTABLE, 'pipeline to fit'); check_options(limit=limit, size=size)
     out = Path(out)
     if out.suffix == '.json' or out.is_dir(): raise BadInputError(out, 'expected the model file to write, e.g. model.pt (not a folder, not .json)')

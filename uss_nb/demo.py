@@ -17,18 +17,17 @@ from .pipelines import (EvalConfig, UNLABELLED_CLUSTERS, DSM_MIN_CELLS, resolve_
                               torch_build, _hwc_uint8, _save_overlay, _save_fig, _positions, _final, _densecrf, _writable)
 
 # %% ../nbs/16_demo.ipynb #2e6f4b9f
-@dataclass
+@dataclass(init=False)
 class DemoConfig(EvalConfig):
     "The demo's settings: a pipeline's (`EvalConfig`'s; `uss demo` and `run_demo` start from the `default` preset) and the working resolution `size`; `n_clusters` None means `UNLABELLED_CLUSTERS`."
     size: int = 320            # shorter image side at which features are computed
 
 def demo_config(preset='default', size:int=320, **given) -> DemoConfig:
     "The demo's settings: `preset` with the settings `given` in place (`resolve_config`), at working resolution `size`."
-    return DemoConfig(**asdict(resolve_config(preset, **given)), size=size)
+    return DemoConfig(**resolve_config(preset, **given).flat(), size=size)
 
 def _spectral_cfg(cfg:EvalConfig):
-    from uss_nb.spectral import SpectralConfig
-    return SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, seed=cfg.seed)
+    return cfg.segments.spectral(cfg.seed)
 
 def eigen_figure(image, vecs, grid, n:int=4):
     "A matplotlib figure: the image and its first `n` non-trivial eigenvectors `(h*w, k)` as heat maps."
@@ -47,7 +46,7 @@ def segment_images(dataset, cfg:DemoConfig, progress:bool=True, strict:bool=Fals
     "Yield `(name, image, segments (H,W), eigenvalues, eigenvectors, grid)` for each readable image of `dataset` by DSM under `cfg` (an `EvalConfig`; features computed in memory unless `feats` are given)."
     from uss_nb.spectral import spectral_segments
     seed_everything(cfg.seed)
-    if feats is None: feats = dense_features(dataset, dataclasses.replace(cfg, strict=strict or cfg.strict), progress, cache=False)
+    if feats is None: feats = dense_features(dataset, cfg.replace(strict=strict or cfg.strict), progress, cache=False)
     scfg = _spectral_cfg(cfg)
     pos = _positions(dataset)
     for name in feats.names:
@@ -93,7 +92,7 @@ def _run_line(secs):
     return f'Run time: {secs:.1f} s on {get_device().type} ({platform.processor() or platform.machine()}); {torch_build()}.'
 
 def _summary_md(cfg, rows, secs, k):
-    lines = ['# uss_nb demo', '', _describe(cfg, k=k), '', f'Settings (also in config.json): `{json.dumps(asdict(cfg))}`', '',
+    lines = ['# uss_nb demo', '', _describe(cfg, k=k), '', f'Settings (also in config.json): `{json.dumps(cfg.flat())}`', '',
              _run_line(secs), '', '## Clusters', '', '![](clusters.png)', '', '## Images', '',
              '| image | size | clusters | λ₁..λ₄ | overlay | eigenvectors |', '|---|---|---|---|---|---|']
     for r in rows:
@@ -151,7 +150,7 @@ def run_demo(cfg:DemoConfig=None, out='outputs', limit:int=None, progress:bool=T
     secs = time.perf_counter() - t0
     with atomic_write(out/'summary.md', 'w') as f: f.write(_summary_md(cfg, rows, secs, k))
     with atomic_write(out/'summary.html', 'w') as f: f.write(_summary_html(rows, cfg, secs, k))
-    save_preset(dataclasses.replace(cfg, n_clusters=k), out/'config.json', f'the settings of uss demo ({len(rows)} photos at size {cfg.size})')
-    res = dict(config=asdict(cfg), seconds=secs, images=rows, clusters='clusters.png', files=dict(config='config.json'))
+    save_preset(cfg.replace(n_clusters=k), out/'config.json', f'the settings of uss demo ({len(rows)} photos at size {cfg.size})')
+    res = dict(config=cfg.flat(), seconds=secs, images=rows, clusters='clusters.png', files=dict(config='config.json'))
     save_json(res, out/'summary.json')
     return res

@@ -12,7 +12,7 @@ import json, time, os, dataclasses
 from pathlib import Path
 import numpy as np
 from .core import BadInputError, atomic_write
-from .pipelines import EvalConfig, evaluate_pipeline
+from .pipelines import EvalConfig, SETTINGS, evaluate_pipeline
 
 # %% ../nbs/17_experiments.ipynb #d257b52a
 def _data_name(data) -> str:
@@ -20,12 +20,12 @@ def _data_name(data) -> str:
     return data if isinstance(data, str) else f"{getattr(data, 'desc', type(data).__name__)} ({len(data)} images)"
 
 def _key(data, cfg:EvalConfig) -> str:
-    return json.dumps([_data_name(data), dataclasses.asdict(cfg)], sort_keys=True)
+    return json.dumps([_data_name(data), cfg.flat()], sort_keys=True)
 
 def _row_keys(r) -> set:
     "The keys a recorded run answers to: its own and, for a run recorded before a setting existed, that of its stored config with the missing settings at their defaults."
     keys, cfg = {r['key']}, r.get('config')
-    if isinstance(cfg, dict) and set(cfg) <= {f.name for f in dataclasses.fields(EvalConfig)}:
+    if isinstance(cfg, dict) and set(cfg) <= set(SETTINGS):
         keys.add(_key(r['data'], EvalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})))
     return keys
 
@@ -54,12 +54,12 @@ def run_grid(configs:dict, data, seeds=(0, 1, 2), results='results.jsonl', progr
     done = set().union(*(_row_keys(r) for r in rows))
     for label, cfg in configs.items():
         for seed in seeds:
-            c = dataclasses.replace(cfg, seed=seed)
+            c = cfg.replace(seed=seed)
             key = _key(data, c)
             if key in done: continue
             r = evaluate_pipeline(data, c, progress=progress)
             row = dict(key=key, label=label, data=_data_name(data), seed=seed, miou=r['miou'], acc=r['acc'],
-                       seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=json.loads(json.dumps(dataclasses.asdict(c))),   # as read back (tuples are lists)
+                       seconds=r['seconds'], peak_rss_mb=r['peak_rss_mb'], config=json.loads(json.dumps(c.flat())),   # as read back (tuples are lists)
                        time=time.strftime('%Y-%m-%dT%H:%M:%S'), load=os.getloadavg()[0])
             rows.append(row); append_result(results, row)        # locked append: grids in several processes may share a file
     return rows
@@ -117,8 +117,8 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
     if cfg.pipeline.partition('+')[0] not in HEADS: raise BadInputError('pipeline', f'{cfg.pipeline!r} has no trained head; valid: {", ".join(HEADS)} (+omh)')
     if every < 1: raise BadInputError('every', f'{every}: at least 1 step expected')
     ds = photometric_view(get_dataset(data) if isinstance(data, str) else data, cfg.photometric); k = cfg.n_clusters or ds.n_classes
-    key = json.dumps([str(data), asdict(cfg), every], sort_keys=True, default=str)
-    given, cfg = cfg, dataclasses.replace(cfg, ckpt=cfg.ckpt or str(cache_dir().parent/'curves'/f'{config_hash(key)}.pt'))   # rows record `given`: no machine path
+    key = json.dumps([str(data), cfg.flat(), every], sort_keys=True, default=str)
+    given, cfg = cfg, cfg.replace(ckpt=cfg.ckpt or str(cache_dir().parent/'curves'/f'{config_hash(key)}.pt'))   # rows record `given`: no machine path
     rows = read_results(results) if results else []
     done = {r['step'] for r in rows if r.get('key') == key}
     feats = _features(ds, cfg, progress); train = _head_train_features(ds, feats, cfg, progress)
@@ -127,9 +127,9 @@ def head_curve(data, cfg:EvalConfig, every:int=200, results=None, progress:bool=
         t0 = time.perf_counter(); res = _train_head(train, cfg, k, steps=every); step = res.step
         if step in done: continue
         row = dict(key=key, data=str(data), train_data=cfg.train_data or str(data), pipeline=cfg.pipeline, seed=cfg.seed, step=step, every=every,
-                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=asdict(given), train_seconds=time.perf_counter() - t0) | code_stats(res.head, train, seed=cfg.seed)
+                   loss=float(np.mean([h['loss'] for h in res.history[-every:]])), config=given.flat(), train_seconds=time.perf_counter() - t0) | code_stats(res.head, train, seed=cfg.seed)
         for a in ('kmeans', 'probe'):
-            c = dataclasses.replace(cfg, head_assign=a)
+            c = cfg.replace(head_assign=a)
             row[f'miou_{a}'], row[f'acc_{a}'] = _score_labels(ds, _head_labels(res, train, feats, c, k), feats, c, k)
         row |= dict(seconds=time.perf_counter() - t0, time=time.strftime('%Y-%m-%dT%H:%M:%S'), load=os.getloadavg()[0])
         out.append(row)
@@ -179,7 +179,7 @@ class SegmentBank:
 
 def _bank_key(data, segmenter, features, cfg, crop_size) -> str:
     "Hash of what decides the segments and their features."
-    c = dataclasses.asdict(cfg)
+    c = cfg.flat()
     keep = ['backbone', 'seed', 'n_segments', 'k', 'color_lambda'] + (['acg_epochs', 'ckpt'] if segmenter == 'acg' else [])
     return config_hash(dict(data=_data_name(data), segmenter=segmenter, features=features, crop_size=crop_size if features == 'crop' else None,
                             **{k: c[k] for k in keep}))
@@ -214,7 +214,7 @@ def segment_bank(data, segmenter:str='dsm', features:str='pooled', cfg:EvalConfi
         else: s = crop_segment_features(ds[pos[name]][0][None], seg, load_backbone(cfg.backbone), size=crop_size)
         maps.append(seg[0].to(torch.uint8).cpu()); parts.append(Segments(s.feats.float().cpu(), torch.full_like(s.image.cpu(), i), s.label.cpu()))
     segs = Segments(*(torch.cat([getattr(p, a) for p in parts]) for a in ('feats', 'image', 'label')))
-    info = dict(data=_data_name(data), segmenter=segmenter, features=features, seconds=time.perf_counter() - t0, config=dataclasses.asdict(cfg))
+    info = dict(data=_data_name(data), segmenter=segmenter, features=features, seconds=time.perf_counter() - t0, config=cfg.flat())
     bank = SegmentBank(names, maps, segs, ds.n_classes, key, info)
     if path is not None: _save_bank(bank, path)
     return bank

@@ -7,7 +7,7 @@ __all__ = ['FORMAT', 'REF_ATTN', 'FEATURE_TOL', 'as_image', 'resized_size', 'res
            'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'CacheWarning',
            'read_entry', 'cache_dir', 'photometric_cache', 'photometric_view', 'FeatureSet', 'extract_features',
            'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'check_power', 'power_normalize',
-           'PoweredFeatures', 'pca_rgb', 'FeatureExplorer', 'bench_features']
+           'PoweredFeatures', 'pca_rgb', 'FeatureExplorer', 'bench_features', 'FeatureStage']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, hashlib, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
@@ -549,3 +549,13 @@ def bench_features(backbone:str='vgg19', n_images:int=4, size:int=320, batch_siz
                load_avg=[round(load0, 2), round(os.getloadavg()[0], 2)], rows=rows)
     if mem: out.update(mem_ours_ms=rows[-1]['ours_ms'], mem_ref_ms=rows[-1]['ref_ms'], mem_ratio=rows[-1]['ratio'])
     return out
+
+# %% ../nbs/03_features.ipynb #70a5c9cf
+@dataclasses.dataclass
+class FeatureStage:
+    "The features stage of a pipeline: backbone, image scales, power normalisation, colour standardisation and cache storage."
+    backbone: str = 'vgg19'         # backbone name (`uss_nb.backbones`)
+    scales: tuple = (1.0,)          # image scale factors: features of each, L2-normalised, summed on the finest grid (multiscale_features)
+    power: float = 1.0              # power normalisation of the features before any clustering: sign(f)·|f|^power (0.5: signed square root; 1: none)
+    photometric: str = 'none'       # images' colours standardised before everything (features, DSM, CRF): 'none', 'channels' or 'luminance'
+    feature_dtype: str = 'float16'  # feature cache storage: 'float16' (default) or 'float32'

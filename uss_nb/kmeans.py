@@ -6,7 +6,7 @@
 __all__ = ['RACE_ROWS', 'LINKAGES', 'Clusterer', 'kmeans_plusplus', 'has_faiss', 'KMeans', 'make_mixture', 'merge_centres',
            'group_scores', 'consensus_kmeans', 'Segments', 'segment_ids', 'pooled_segment_features', 'segment_boxes',
            'crop_segment_features', 'masked_cls_features', 'cluster_segments', 'segments_to_labels', 'merge_adjacent',
-           'region_labels', 'ClusterExplorer', 'bench_kmeans']
+           'region_labels', 'ClusterExplorer', 'bench_kmeans', 'ClusterStage']
 
 # %% ../nbs/06_kmeans.ipynb #35c83cbe
 import math, time, warnings, contextlib, dataclasses
@@ -546,3 +546,21 @@ def bench_kmeans(n:int=20_000, d:int=384, k:int=27, n_real:int=20_000, k_real:in
                                   dict(inertia_excess=gate(mine / ref - 1, max_inertia_excess)), data=name, n=len(x), d=x.shape[1], k=kk,
                                   ours_inertia=mine, ref_inertia=ref, ours_iter=km.n_iter, ref_iter=int(out[algo].n_iter_)))
     return bench_summary('kmeans', rows, target=2, threads=threads, n_init=n_init, dtype='float32')
+
+# %% ../nbs/06_kmeans.ipynb #43e8fe5a
+@dataclasses.dataclass
+class ClusterStage:
+    "The dataset-level clustering stage of a pipeline: clusters, metric, restarts, what the `kmeans` pipeline fits its centres on, consensus, over-clustering, ABC's epochs."
+    n_clusters: int = None      # default: number of classes of the dataset
+    fit_pixels: int = 200_000   # `kmeans` (and the heads' k-means of codes): pixels sampled to fit the centres (then every pixel is assigned)
+    fit_on: str = 'pixels'      # `kmeans`: fit the centres on 'pixels' (that sample) or on 'dsm' segments (each segment's mean feature once)
+    cosine: bool = True         # dataset-level clustering on L2-normalised features
+    n_init: int = 3             # k-means: restarts, the lowest inertia kept
+    consensus: int = 0          # `kmeans`: centres from the consensus of this many single k-means runs (consensus_kmeans); 0: the restart of lowest inertia
+    overcluster: int = 1        # `kmeans`: fit overcluster × k centres, merged into k clusters (merge_centres); 1 = plain k-means
+    merge_linkage: str = 'average'  # `kmeans` with overcluster > 1: linkage of the merge (average, complete, single, ward)
+    abc_epochs: int = 500       # ABC (08_attention_clustering): training epochs (early stopping on the loss)
+
+    def kmeans(self, k:int, seed:int=0) -> KMeans:
+        "A `KMeans` of `k` clusters with these settings' metric and restarts."
+        return KMeans(k, metric='cosine' if self.cosine else 'l2', n_init=self.n_init, seed=seed)

@@ -6,7 +6,7 @@
 __all__ = ['SpectralConfig', 'feature_affinity', 'knn_color_affinity', 'sparsify', 'affinity', 'degrees', 'laplacian',
            'fix_signs', 'eigs_scipy', 'eigs_dense', 'eigs_lobpcg', 'eigs_krylov', 'principal_angles', 'spectral_eigs',
            'border_background', 'n_segments_by_gap', 'segments_from_eigs', 'upsample_segments', 'spectral_segments',
-           'EigenExplorer', 'bench_eigen']
+           'EigenExplorer', 'bench_eigen', 'SegmentStage']
 
 # %% ../nbs/04_spectral.ipynb #96dbc454
 import os, time, dataclasses
@@ -398,3 +398,16 @@ def bench_eigen(nodes:int=2120, n_images:int=4, k:int=20, reps:int=3, threads:in
                           gates, ref_eigval_err=se, ref_angle_deg=sa)),
             per(ratio_row(ts, 'ours', 'ref64', 'the same eigsh call on float64 matrices', gates, like_for_like=False))]
     return bench_summary('eigen', rows, target=10, threads=threads, nodes=W.shape[-1], k=k, n_images=len(W), device=str(W.device))
+
+# %% ../nbs/04_spectral.ipynb #087e1431
+@dataclasses.dataclass
+class SegmentStage:
+    "The image-level segments stage of a pipeline: DSM's segments, eigenvectors and colour weight, and ACG's training epochs."
+    n_segments: int = 6         # DSM: segments per image
+    k: int = 10                 # DSM: eigenvectors (trivial included)
+    color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
+    acg_epochs: int = 20        # ACG (07_acg): training epochs on the split's features (the seed trains 400)
+
+    def spectral(self, seed:int=0) -> SpectralConfig:
+        "The `SpectralConfig` of these settings with `seed`."
+        return SpectralConfig(k=self.k, color_lambda=self.color_lambda, n_segments=self.n_segments, seed=seed)
