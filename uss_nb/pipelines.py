@@ -141,6 +141,7 @@ class EvalConfig:
     fit_pixels: int = 200_000   # `kmeans`: pixels sampled to fit the centres (then every pixel is assigned)
     fit_on: str = 'pixels'      # `kmeans`: fit the centres on 'pixels' (that sample) or on 'dsm' segments (each segment's mean feature once)
     n_segments: int = 6         # DSM: segments per image
+    adaptive_segments: bool = False  # DSM: each image's number of segments from the largest gap of its eigenvalues (DSM's adaptive count, `n_segments_by_gap`) instead of `n_segments`
     k: int = 10                 # DSM: eigenvectors (trivial included)
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     cosine: bool = True         # dataset-level clustering on L2-normalised features
@@ -307,7 +308,7 @@ def _too_small(dataset, feats, name, grid, pos):
 def _dsm_segments(dataset, feats, cfg, progress, record=True):
     "Deep Spectral Methods' per-image segments `(i, (1,h,w))` of image `feats.names[i]`; an image whose feature grid is too small is left out (and, with `record`, listed in `feats.skipped`)."
     from uss_nb.spectral import SpectralConfig, spectral_segments
-    scfg, pos = SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, seed=cfg.seed), _positions(dataset)
+    scfg, pos = SpectralConfig(k=cfg.k, color_lambda=cfg.color_lambda, n_segments=cfg.n_segments, adaptive=cfg.adaptive_segments, seed=cfg.seed), _positions(dataset)
     for i, n in enumerate(_progress(feats.names, progress, 'DSM segments')):
         f = _grid_feats(feats, n)[None]
         if f.shape[-2] * f.shape[-1] < DSM_MIN_CELLS:
