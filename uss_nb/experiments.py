@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['SEGMENTERS', 'SEGMENT_FEATURES', 'read_results', 'append_result', 'run_grid', 'summarize', 'results_table',
-           'code_stats', 'head_curve', 'worst_case_choice', 'headline', 'SegmentBank', 'segment_bank', 'make_clusterer',
-           'prepare_features', 'paint', 'bank_targets', 'score_clusters', 'run_variants']
+           'code_stats', 'head_curve', 'worst_case_choice', 'headline', 'partition_stability', 'SegmentBank',
+           'segment_bank', 'make_clusterer', 'prepare_features', 'paint', 'bank_targets', 'score_clusters',
+           'run_variants']
 
 # %% ../nbs/17_experiments.ipynb #fa709d9f
 import json, time, os, dataclasses
@@ -162,6 +163,20 @@ def headline(rows, label:str, baseline:str='kmeans', splits=('camvid/test', 'msr
         va, vb = np.array([a[k] for k in seeds]), np.array([b[k] for k in seeds])
         parts.append(f'{va.mean():.1f} ± {va.std():.1f} mIoU on `{s}` against {vb.mean():.1f} ± {vb.std():.1f} for raw k-means ({va.mean() - vb.mean():+.1f}, {len(seeds)} seeds)')
     return '; '.join(parts)
+
+# %% ../nbs/17_experiments.ipynb #9d2544ae
+def partition_stability(data, cfg:EvalConfig, seeds=(0, 1, 2), progress:bool=False) -> dict:
+    "Label-free agreement of `cfg`'s partitions of split `data` over `seeds`: `ari`, the mean adjusted Rand index between the grid label maps of every pair of seeds (1: the same partition), and `aris`, each pair's."
+    from sklearn.metrics import adjusted_rand_score
+    from uss_nb.data import get_dataset
+    from uss_nb.pipelines import pipeline_maps
+    if len(seeds) < 2: raise BadInputError('seeds', f'{seeds!r}: at least two seeds are needed to compare partitions')
+    ds = photometric_view(get_dataset(data) if isinstance(data, str) else data, cfg.photometric)
+    feats, k = _features(ds, cfg, progress), cfg.n_clusters or ds.n_classes
+    labs = [torch.cat([g.flatten().cpu() for _, g, _ in sorted(pipeline_maps(ds, feats, dataclasses.replace(cfg, seed=s), k), key=lambda t: t[0])]).numpy()
+            for s in seeds]
+    aris = [float(adjusted_rand_score(labs[a], labs[b])) for a in range(len(labs)) for b in range(a + 1, len(labs))]
+    return dict(ari=float(np.mean(aris)), aris=aris)
 
 # %% ../nbs/17_experiments.ipynb #9fe80c05
 import torch

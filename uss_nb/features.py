@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['FORMAT', 'REF_ATTN', 'FEATURE_TOL', 'as_image', 'resized_size', 'resize_image', 'RandomImages', 'FeatureConfig',
-           'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'image_sources', 'CacheWarning',
-           'read_entry', 'cache_dir', 'photometric_cache', 'photometric_view', 'FeatureSet', 'extract_features',
-           'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'check_power', 'power_normalize',
-           'PoweredFeatures', 'pca_rgb', 'FeatureExplorer', 'bench_features', 'FeatureStage']
+           'compute_dtype', 'feature_config', 'cache_folder', 'entry_path', 'same_content', 'image_sources',
+           'CacheWarning', 'read_entry', 'cache_dir', 'photometric_cache', 'photometric_view', 'FeatureSet',
+           'extract_features', 'MultiScaleFeatures', 'check_scales', 'multiscale_features', 'check_power',
+           'power_normalize', 'PoweredFeatures', 'pca_rgb', 'FeatureExplorer', 'bench_features', 'FeatureStage']
 
 # %% ../nbs/03_features.ipynb #5c4a80b6
 import os, sys, time, math, hashlib, platform, tempfile, warnings, contextlib, dataclasses, collections, concurrent.futures
@@ -112,6 +112,16 @@ def _file_id(p) -> str:
     except OSError: return f'{p.absolute()}:missing'
     return f'{p.resolve()}:{h}'
 
+def same_content(a, b) -> bool:
+    "Whether two sources (`image_sources` strings) name the same bytes read through the same transform: the files' paths are ignored, so a copy of an image elsewhere reuses its features; an unreadable file matches nothing; sources of another form must be equal."
+    def content(s):
+        if not isinstance(s, str): return s
+        head, bar, tfm = s.partition('|'); path, _, h = head.rpartition(':')
+        if h == 'missing': return None
+        return h + bar + tfm if path and len(h) == 32 and all(c in '0123456789abcdef' for c in h) else s
+    ca = content(a)
+    return ca is not None and ca == content(b)
+
 def image_sources(dataset):
     "Per item, the identity of the file it is read from (resolved path, hash of its bytes) and of the dataset's transform `tfm` (its repr) if any, from `dataset.sources` or `dataset.image_paths`; None when the dataset has neither."
     s = getattr(dataset, 'sources', None)
@@ -152,7 +162,7 @@ def _sound_entry(e, path, name, h, backbone, size, src):
     "`read_entry`'s checks of the loaded entry `e`."
     if not isinstance(e, dict): raise BadInputError(path, f'not a cache entry: it holds a {type(e).__name__}, not a dict')
     if e.get('hash') != h or e.get('name') != name: return None
-    if src is not None and e.get('src') != src: return None
+    if src is not None and not same_content(e.get('src'), src): return None
     f = e.get('feats')
     if not isinstance(f, torch.Tensor) or f.ndim != 3 or f.shape[0] != backbone.dim: return None
     if not isinstance(e.get('size'), list) or len(e['size']) != 2: return None

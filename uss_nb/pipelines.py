@@ -156,7 +156,7 @@ PIPELINE_STAGES = {     # pipeline -> the stages it reads: a pipeline is a named
     **{p: ('features', 'head') + (('omh',) if p.endswith('+omh') else ()) + ('clustering', 'refinement') for h in HEADS for p in (h, h + '+omh')}}
 PIPELINES = tuple(PIPELINE_STAGES)
 
-SETTINGS = ('pipeline', 'backbone', 'n_clusters', 'seed', 'fit_pixels', 'fit_on', 'n_segments', 'k', 'color_lambda', 'cosine', 'n_init', 'consensus',
+SETTINGS = ('pipeline', 'backbone', 'n_clusters', 'seed', 'fit_pixels', 'fit_on', 'n_segments', 'adaptive_segments', 'k', 'color_lambda', 'cosine', 'n_init', 'consensus',
             'overcluster', 'merge_linkage', 'crf_rounds', 'feature_dtype', 'scales', 'power', 'photometric', 'abc_epochs', 'acg_epochs', 'stego_steps',
             'train_data', 'head_assign', 'head_init', 'shift_quantiles', 'omh_weight', 'omh_ablation', 'ckpt', 'refine', 'crf_temperature', 'strict')   # every setting by its own name, in the order results store them
 STAGE_OF = {f.name: s for s, c in STAGES.items() for f in dataclasses.fields(c)}   # setting -> the stage it belongs to

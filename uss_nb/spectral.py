@@ -404,10 +404,11 @@ def bench_eigen(nodes:int=2120, n_images:int=4, k:int=20, reps:int=3, threads:in
 class SegmentStage:
     "The image-level segments stage of a pipeline: DSM's segments, eigenvectors and colour weight, and ACG's training epochs."
     n_segments: int = 6         # DSM: segments per image
+    adaptive_segments: bool = False  # DSM: each image's number of segments from the largest gap of its eigenvalues (DSM's adaptive count, `n_segments_by_gap`) instead of `n_segments`
     k: int = 10                 # DSM: eigenvectors (trivial included)
     color_lambda: float = 0.0   # DSM: weight of the KNN colour affinity
     acg_epochs: int = 20        # ACG (07_acg): training epochs on the split's features (the seed trains 400)
 
     def spectral(self, seed:int=0) -> SpectralConfig:
         "The `SpectralConfig` of these settings with `seed`."
-        return SpectralConfig(k=self.k, color_lambda=self.color_lambda, n_segments=self.n_segments, seed=seed)
+        return SpectralConfig(k=self.k, color_lambda=self.color_lambda, n_segments=self.n_segments, adaptive=self.adaptive_segments, seed=seed)
