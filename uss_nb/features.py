@@ -93,8 +93,9 @@ def feature_config(backbone, resize=None, dtype='float16', compute='float32') ->
                          list(resize) if isinstance(resize, (tuple, list)) else resize, dtype, compute)
 
 def _versions():
-    import timm
-    return dict(uss_nb=uss_nb.__version__, torch=torch.__version__, timm=timm.__version__, python=platform.python_version())
+    "Versions that made a cache, for its manifest (timm's read from its metadata: importing it takes seconds)."
+    from importlib.metadata import version
+    return dict(uss_nb=uss_nb.__version__, torch=torch.__version__, timm=version('timm'), python=platform.python_version())
 
 def cache_folder(cache_dir, cfg:FeatureConfig) -> Path:
     "Folder of the cache for `cfg` under `cache_dir`."
