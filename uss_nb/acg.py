@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BadInputError, get_device, seed_everything, save, load, load_dict, config_hash
+from .core import BadInputError, get_device, seed_everything, save, load, load_dict, config_hash, png
 
 # %% ../nbs/07_acg.ipynb #90a52e08
 def tokens(feats) -> torch.Tensor:
@@ -347,9 +347,8 @@ class ConceptExplorer:
         self.fig.suptitle(f'image {i}, step {s + 1}/{att.shape[0]}')
         with self.out: clear_output(wait=True); display(Image(self.png()))
     def png(self) -> bytes:
-        "The figure as PNG bytes (a figure made without pyplot has no display formatter of its own)."
-        import io
-        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
+        "The figure as PNG bytes (`core.png`)."
+        return png(self.fig)
     def shown(self):
         "The arrays on screen: concept map (h,w) and the attention maps (P,h,w)."
         return dict(labels=np.asarray(self.ax_lab.images[0].get_array()), attn=np.stack([np.asarray(a.images[0].get_array()) for a in self.ax_att]))

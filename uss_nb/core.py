@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['NAME_MAX', 'BadInputError', 'get_device', 'seed_everything', 'fit_name', 'disk_error', 'atomic_write', 'save', 'load',
-           'load_dict', 'save_json', 'load_json', 'config_hash', 'pinned_threads', 'time_interleaved', 'gate',
+           'load_dict', 'save_json', 'load_json', 'config_hash', 'png', 'pinned_threads', 'time_interleaved', 'gate',
            'ratio_row', 'bench_summary', 'bench_table']
 
 # %% ../nbs/00_core.ipynb #2c3a632b
@@ -150,6 +150,23 @@ def load_json(path):
 def config_hash(cfg, n=16) -> str:
     "A short hash of `cfg` (dict or dataclass) that is stable across runs and key order."
     return hashlib.sha256(json.dumps(_plain(cfg), sort_keys=True).encode()).hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #59ddba22
+def _uint8_image(x) -> np.ndarray:
+    "Image `x` ((H,W), (H,W,3) or (3,H,W); floats in [0, 1] or uint8) as an (H,W) or (H,W,3) uint8 array."
+    a = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3: a = a.transpose(1, 2, 0)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3): raise BadInputError('image', f'shape {a.shape} is not (H,W), (H,W,3) or (3,H,W)')
+    return a if a.dtype == np.uint8 else (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+
+def png(x) -> bytes:
+    "PNG bytes of a matplotlib figure (cropped to its content) or of an image ((H,W), (H,W,3) or (3,H,W); floats in [0, 1] or uint8)."
+    buf = io.BytesIO()
+    if hasattr(x, 'savefig'): x.savefig(buf, format='png', bbox_inches='tight')
+    else:
+        from PIL import Image
+        Image.fromarray(_uint8_image(x)).save(buf, format='PNG')
+    return buf.getvalue()
 
 # %% ../nbs/00_core.ipynb #c0b3e005
 import math, time

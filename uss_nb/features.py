@@ -93,8 +93,9 @@ def feature_config(backbone, resize=None, dtype='float16', compute='float32') ->
                          list(resize) if isinstance(resize, (tuple, list)) else resize, dtype, compute)
 
 def _versions():
-    import timm
-    return dict(uss_nb=uss_nb.__version__, torch=torch.__version__, timm=timm.__version__, python=platform.python_version())
+    "Versions that made a cache, for its manifest (timm's read from its metadata: importing it takes seconds)."
+    from importlib.metadata import version
+    return dict(uss_nb=uss_nb.__version__, torch=torch.__version__, timm=version('timm'), python=platform.python_version())
 
 def cache_folder(cache_dir, cfg:FeatureConfig) -> Path:
     "Folder of the cache for `cfg` under `cache_dir`."
@@ -396,11 +397,17 @@ def pca_rgb(feats, q:int=3):
     return p.reshape(h, w, 3)
 
 # %% ../nbs/03_features.ipynb #f3a17742
+def _fit(img, size:int):
+    "Image (3,H,W) scaled down (antialiased) so that its longer side is at most `size` pixels; smaller images as they are."
+    H, W = img.shape[-2:]; s = size / max(H, W)
+    if s >= 1: return img
+    return F.interpolate(img[None], size=(max(1, round(H * s)), max(1, round(W * s))), mode='bilinear', antialias=True, align_corners=False)[0].clamp(0, 1)
+
 class FeatureExplorer:
-    "Widget: image dropdown; shows the image, the PCA-to-RGB of its features and each head's CLS attention."
-    def __init__(self, features:FeatureSet, dataset, max_heads:int=12):
+    "Widget: image dropdown; shows the image (scaled down to fit `size` pixels), the PCA-to-RGB of its features and each head's CLS attention."
+    def __init__(self, features:FeatureSet, dataset, max_heads:int=12, size:int=240):
         import ipywidgets as W
-        self.features, self.dataset, self.max_heads = features, dataset, max_heads
+        self.features, self.dataset, self.max_heads, self.size = features, dataset, max_heads, size
         self._pos = {n: i for i, n in enumerate(getattr(dataset, 'names', None) or [dataset[i][2] for i in range(len(dataset))])}
         self.image = W.Dropdown(options=list(features), description='image')
         self.out = W.Output()
@@ -409,7 +416,7 @@ class FeatureExplorer:
         self.show()
     def panels(self, name):
         "(title, array) panels for image `name`: the image (h,w,3), PCA RGB (h,w,3), attention maps (h,w)."
-        img = as_image(self.dataset[self._pos[name]][0]).permute(1, 2, 0).numpy()
+        img = _fit(as_image(self.dataset[self._pos[name]][0]), self.size).permute(1, 2, 0).numpy()
         d = self.features[name]
         out = [('image', img), ('features: PCA to RGB', pca_rgb(d.feats).numpy())]
         if d.attn is not None: out += [(f'CLS attention, head {i}', a.float().numpy()) for i, a in enumerate(d.attn[:self.max_heads])]
@@ -426,7 +433,7 @@ class FeatureExplorer:
             tr = go.Image(z=(a * 255).round().astype(np.uint8), name=t) if a.ndim == 3 else go.Heatmap(z=np.flipud(a).copy(), showscale=False, colorscale='Viridis', name=t)
             fig.add_trace(tr, row=k // cols + 1, col=k % cols + 1)
         fig.update_xaxes(visible=False).update_yaxes(visible=False)
-        fig.update_layout(height=240 * rows, width=240 * cols + 40, margin=dict(l=10, r=10, t=40, b=10), title=self.image.value)
+        fig.update_layout(height=self.size * rows, width=self.size * cols + 40, margin=dict(l=10, r=10, t=40, b=10), title=self.image.value)
         self.fig = fig
         self.out.clear_output(wait=True)
         with self.out: display(fig)

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from .core import BadInputError
+from .core import BadInputError, png
 
 # %% ../nbs/06_kmeans.ipynb #d6aa3426
 @runtime_checkable
@@ -499,9 +499,8 @@ class ClusterExplorer:
         with self.out: clear_output(wait=True); display(Image(self.png()))
 
     def png(self) -> bytes:
-        "The figure as PNG bytes."
-        import io
-        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
+        "The figure as PNG bytes (`core.png`)."
+        return png(self.fig)
 
     def _ipython_display_(self):
         from IPython.display import display

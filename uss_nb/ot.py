@@ -302,7 +302,8 @@ class PlanExplorer:
         self.eps = W.FloatLogSlider(value=eps, base=10, min=-3, max=0, step=0.05, description='eps', continuous_update=False)
         self.iters = W.IntSlider(value=n_iter, min=1, max=500, description='iterations', continuous_update=False)
         self.fig, self.out = go.Figure(go.Heatmap(colorscale='Viridis')), W.Output()
-        self.fig.update_layout(height=420, margin=dict(l=40, r=20, t=50, b=40), xaxis_title='column (cluster)', yaxis_title='row (sorted)')
+        self.fig.update_layout(height=420, margin=dict(l=40, r=20, t=50, b=40), xaxis_title='column (cluster)', yaxis_title='row (sorted)',
+                               xaxis=dict(tickmode='linear', tick0=0, dtick=max(1, math.ceil(cost.shape[-1] / 12))))   # cluster ids: integer ticks
         for s in (self.eps, self.iters): s.observe(lambda _: self.update(), names='value')
         self.widget = W.VBox([W.HBox([self.eps, self.iters]), self.out])
         self.update()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 import scipy.sparse, scipy.linalg
 from scipy.sparse.linalg import eigsh
-from .core import BadInputError, seed_everything
+from .core import BadInputError, seed_everything, png
 from .data import data_root
 
 # %% ../nbs/04_spectral.ipynb #51aab1f1
@@ -349,9 +349,8 @@ class EigenExplorer:
         with self.out: display(Image(self.png()))
 
     def png(self):
-        "The figure as PNG bytes."
-        import io
-        buf = io.BytesIO(); self.fig.savefig(buf, format='png', bbox_inches='tight'); return buf.getvalue()
+        "The figure as PNG bytes (`core.png`)."
+        return png(self.fig)
 
     def _ipython_display_(self):
         from IPython.display import display
