@@ -25,6 +25,7 @@ def readme_text(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
             for o in c.get('outputs', []):
                 md = ''.join(o.get('data', {}).get('text/markdown', '')).strip()
                 if md: out += [md, '']; continue
+                if any(k.startswith('image/') for k in o.get('data', {})): continue      # a figure: its text/plain is only a repr
                 txt = ''.join(o.get('text', '') or o.get('data', {}).get('text/plain', '')).strip()
                 if txt: out += ['    ' + l for l in txt.splitlines()] + ['']
     return '\n'.join(out).rstrip() + '\n'
