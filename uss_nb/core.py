@@ -221,20 +221,21 @@ def _fmt(x):
     if x is None: return '—'
     return (f'{x:.0f}' if abs(x) >= 100 else f'{x:.3g}') if isinstance(x, float) else str(x)
 
-def _load(r):
-    "The machine's load average when result line `r` was measured (the 1-minute one of a list), or None."
+def _load_avg(r):
+    "The 1-minute load average recorded with result line `r` (the first value of a list), or None."
     v = r.get('load_avg')
-    return float(v[0] if isinstance(v, (list, tuple)) and v else v) if isinstance(v, (int, float, list, tuple)) and v != [] else None
+    if isinstance(v, (list, tuple)): v = v[0] if v else None
+    return float(v) if isinstance(v, (int, float)) else None
 
 def _bench_rows(r):
     "Table rows `(benchmark, ours, reference, ours ms, ref ms, ratio, target, gates, load)` of one result line."
     gates = lambda x: '—' if 'ok' not in x else ('pass' if x['ok'] else 'FAIL')
-    if 'error' in r: return [(r.get('bench', r.get('name')), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL', _fmt(_load(r)))]
+    if 'error' in r: return [(r.get('bench', r.get('name')), 'error', r['error'][:80], '—', '—', '—', '—', 'FAIL', _fmt(_load_avg(r)))]
     rows = r.get('rows') or [r]
     case = lambda x: ', '.join(f'eps {x[k]}' if k == 'eps' else str(x[k]) for k in ('data', 'eps', 'precision') if k in x)
     return [(r.get('bench', r.get('name')) + (f" ({case(x)})" if case(x) else ''), x.get('ours', 'ours'), x.get('reference', '—'),
              _fmt(x.get('ours_ms')), _fmt(x.get('ref_ms')), _fmt(x.get('ratio')),
-             _fmt(r.get('target')) if x.get('like_for_like', True) else '—', gates(x), _fmt(_load(r))) for x in rows]
+             _fmt(r.get('target')) if x.get('like_for_like', True) else '—', gates(x), _fmt(_load_avg(r))) for x in rows]
 
 def bench_table(path, names=None, latest:bool=True) -> str:
     "A Markdown table of the benchmark results in the JSON-lines file `path` (as `uss-bench all` writes it), or of those in `names`; with `latest`, each benchmark's last line only."

@@ -173,7 +173,7 @@ def partition_stability(data, cfg:EvalConfig, seeds=(0, 1, 2), progress:bool=Fal
     if len(seeds) < 2: raise BadInputError('seeds', f'{seeds!r}: at least two seeds are needed to compare partitions')
     ds = photometric_view(get_dataset(data) if isinstance(data, str) else data, cfg.photometric)
     feats, k = _features(ds, cfg, progress), cfg.n_clusters or ds.n_classes
-    labs = [torch.cat([g.flatten().cpu() for _, g, _ in sorted(pipeline_maps(ds, feats, dataclasses.replace(cfg, seed=s), k), key=lambda t: t[0])]).numpy()
+    labs = [torch.cat([g.flatten().cpu() for _, g, _ in sorted(pipeline_maps(ds, feats, cfg.replace(seed=s), k), key=lambda t: t[0])]).numpy()
             for s in seeds]
     aris = [float(adjusted_rand_score(labs[a], labs[b])) for a in range(len(labs)) for b in range(a + 1, len(labs))]
     return dict(ari=float(np.mean(aris)), aris=aris)
