@@ -62,8 +62,10 @@ class StegoHead(nn.Module):
         return code if self.nonlinear is None else code + self.nonlinear(self.drop(x, generator))
 
     def drop_points(self, x, generator=None):
-        "Points `x` `(B,P,C)` after channel dropout: one mask per image, drawn as `drop` draws it for `(B,C,h,w)`."
-        return channel_dropout(x.transpose(1, 2)[..., None], self.p, generator, self.training)[..., 0].transpose(1, 2)
+        "Points `x` `(B,P,C)` after channel dropout: one mask per image, drawn as `drop` draws it for `(B,C,h,w)` (the same random numbers), applied in `x`'s own layout so the result stays contiguous."
+        if not self.training or self.p == 0: return x
+        keep = torch.rand(x.shape[0], x.shape[2], generator=generator, device=_gdev(generator, x.device)) >= self.p
+        return (x * keep[:, None, :].to(x.device, x.dtype)).div_(1 - self.p)
 
     def points(self, x, generator=None):
         "Codes `(B,P,dim)` of feature points `x` `(B,P,C)`: `forward` on P cells as matrix products, with the same dropout draws."
