@@ -26,6 +26,7 @@ class OMHConfig:
     n_clusters: int = None      # K; None means the StegoConfig's n_classes
     eps: float = 0.02           # Sinkhorn entropic regularisation between consecutive levels
     sinkhorn_iters: int = 1000  # maximum Sinkhorn iterations (tolerance 1e-6)
+    sinkhorn_grad: str = 'implicit'  # the plans' gradient: 'implicit' (exact at the solution, `ot.implicit_plan`) or 'unrolled' (autograd through every iteration)
     weight: float = 1.0         # weight of the matching loss next to STEGO's losses
     n_points: int = None        # pixels of the batch sampled for the loss; None: all
     sparsity: bool = True       # 'paper': the per-level clustering terms; 'max_joint': winner-take-all pooling (False: plan-weighted agreement)
@@ -71,9 +72,9 @@ class Hierarchy(nn.Module):
         "Per-level soft assignments `[(N,K_l)]` of points `x` `(N,D)` (no stop-gradient)."
         return [cos_relu(x, c) for c in self.centres]
 
-    def plans(self, eps=0.02, n_iter=1000):
-        "Transport plans `[(K_l,K_{l+1})]` between consecutive levels (uniform marginals), differentiable."
-        return [sinkhorn(centre_cost(a, b), eps=eps, n_iter=n_iter, tol=1e-6, fast=False).plan
+    def plans(self, eps=0.02, n_iter=1000, grad='implicit'):
+        "Transport plans `[(K_l,K_{l+1})]` between consecutive levels (uniform marginals), differentiable (`grad`: see `sinkhorn`)."
+        return [sinkhorn(centre_cost(a, b), eps=eps, n_iter=n_iter, tol=1e-6, fast=grad == 'implicit', grad=grad).plan
                 for a, b in zip(self.centres[:-1], self.centres[1:])]
 
 # %% ../nbs/10_omh.ipynb #a1e8e6ce
@@ -111,6 +112,7 @@ def _points(codes, n=None, generator=None):
 def check_omh(cfg:OMHConfig, n_levels=None):
     "`cfg`, or a `BadInputError` when its switches leave a constant loss (no sparsity and no structure to couple)."
     if cfg.variant not in ('paper', 'max_joint'): raise BadInputError('variant', f"{cfg.variant!r}; valid: 'paper', 'max_joint'")
+    if cfg.sinkhorn_grad not in ('implicit', 'unrolled'): raise BadInputError('sinkhorn_grad', f"{cfg.sinkhorn_grad!r}; valid: 'implicit', 'unrolled'")
     if not (cfg.sparsity or (cfg.structure and (n_levels or cfg.n_levels) > 1)):
         raise BadInputError('OMHConfig', 'without sparsity and without structure the matching loss is constant; train plain STEGO')
     return cfg
@@ -121,7 +123,7 @@ def _paper_loss(x, acts, hier, cfg):
     if cfg.sparsity:
         cl = torch.stack([level_cluster_term(x, c) for c in hier.centres]).mean(); loss = loss + cl; logs['omh_cluster'] = cl.item()
     if cfg.structure and len(acts) > 1:
-        m = torch.stack([match_term(transported_activation(a, b, p), b) for a, b, p in zip(acts[:-1], acts[1:], hier.plans(cfg.eps, cfg.sinkhorn_iters))]).mean()
+        m = torch.stack([match_term(transported_activation(a, b, p), b) for a, b, p in zip(acts[:-1], acts[1:], hier.plans(cfg.eps, cfg.sinkhorn_iters, cfg.sinkhorn_grad))]).mean()
         loss = loss + m; logs['omh_match'] = m.item()
     return loss, logs
 
@@ -134,7 +136,7 @@ def omh_loss(codes, hier:Hierarchy, cfg:OMHConfig, generator=None):
         return cfg.weight * loss, {'omh': loss.item()} | logs | {f'act{l}': a.amax(1).mean().item() for l, a in enumerate(acts)}
     if len(acts) == 1: loss = -acts[0].amax(1).mean() if cfg.sparsity else None
     else:
-        plans = hier.plans(cfg.eps, cfg.sinkhorn_iters) if cfg.structure else [None] * (len(acts) - 1)
+        plans = hier.plans(cfg.eps, cfg.sinkhorn_iters, cfg.sinkhorn_grad) if cfg.structure else [None] * (len(acts) - 1)
         loss = torch.stack([matching_term(a, b, p, cfg.sparsity) for a, b, p in zip(acts[:-1], acts[1:], plans)]).mean()
     return cfg.weight * loss, {'omh': loss.item()} | {f'act{l}': a.amax(1).mean().item() for l, a in enumerate(acts)}
 
@@ -146,7 +148,7 @@ class OMHLoss:
 # %% ../nbs/10_omh.ipynb #871cc096
 def train_omh(features, cfg:StegoConfig=None, omh:OMHConfig=None, extra_losses=(), extra_modules=(), **kw) -> StegoResult:
     "Train a STEGO head and probe with OMH's matching loss on cached `features` `(N,C,h,w)`; see `train_stego` for `kw`."
-    cfg, omh = cfg or StegoConfig(), omh or OMHConfig()
+    cfg, omh = cfg or StegoConfig(), check_omh(omh or OMHConfig())
     sizes = level_sizes(omh.n_clusters or cfg.n_classes, omh.n_levels, omh.expansion)
     hier = Hierarchy(cfg.dim, sizes, omh.init_scale, torch.Generator().manual_seed(cfg.seed * 7919 + 17)); hier.lr = omh.lr
     return train_stego(features, cfg, extra_losses=[*extra_losses, OMHLoss(hier, omh)], extra_modules=[*extra_modules, hier], **kw)
