@@ -271,7 +271,7 @@ def _setup(features, cfg, ckpt):
     dim, device = features[0].shape[0], get_device(cfg.device)
     seed_everything(cfg.seed)
     model = ACG(dim, cfg.n_prototypes, cfg.n_steps, cfg.n_heads, cfg.ffn_mult, cfg.tau, cfg.share_weights).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ('cpu', 'cuda'))
     start, history, key = 0, [], _train_hash(cfg, dim)
     if ckpt is not None and Path(ckpt).exists():
         st = load_dict(ckpt, ('key', 'model', 'opt', 'epoch', 'history'), 'an ACG checkpoint')
