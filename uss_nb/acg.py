@@ -57,19 +57,19 @@ class Attention(nn.Module):
         Q, K, V = split(self.q(q)), split(self.k(kv)), split(self.v(kv))
         A = (Q @ K.transpose(-1, -2) / math.sqrt(D // self.h)).softmax(-1)    # (B,h,P,N)
         return self.o((A @ V).transpose(1, 2).reshape(B, P, D)), A.mean(1)
-    def factored(self, q, xh, g, b, mask=None):
-        "`forward(q, xh*g + b)` for tokens xh (B,N,D) and an affine map g, b (D,), without projecting the N tokens: the key and value maps act on the P queries instead. `mask` (B,N) marks the real tokens of padded images."
-        (B, P, D), N, h = q.shape, xh.shape[1], self.h; e = D // h    # explicit sizes: B or N may be 0
-        Q = self.q(q).reshape(B, P, h, e).transpose(1, 2)                            # (B,h,P,e)
-        Qk = torch.einsum('bhpe,hed->bhpd', Q, self.k.weight.reshape(h, e, D))       # Q·Wk per head: (B,h,P,D)
+    def factored(self, q, xh, g, b, mask=None, maps:bool=True):
+        "`forward(q, xh*g + b)` for tokens xh (B,N,D) and an affine map g, b (D,), without projecting the N tokens: the key and value maps act on the P queries instead; queries (1,P,D) shared by all B images are projected once. `mask` (B,N) marks the real tokens of padded images; without `maps` the map returned is None."
+        (B, N, D), (b_q, P, _), h = xh.shape, q.shape, self.h; e = D // h   # explicit sizes: B or N may be 0
+        Q = self.q(q).reshape(b_q, P, h, e).transpose(1, 2)                          # (B or 1,h,P,e)
+        Qk = torch.einsum('bhpe,hed->bhpd', Q, self.k.weight.reshape(h, e, D))       # Q·Wk per head: (B or 1,h,P,D)
         shift = (Q * self.k.bias.reshape(h, 1, e)).sum(-1) + Qk @ b                  # the same for every token
-        s = ((Qk * g).reshape(B, h * P, D) @ xh.transpose(1, 2)).reshape(B, h, P, N) + shift[..., None]
+        s = ((Qk * g).reshape(b_q, h * P, D).expand(B, -1, -1) @ xh.transpose(1, 2)).reshape(B, h, P, N) + shift[..., None]
         if mask is not None: s = s.masked_fill(~mask[:, None, None, :], float('-inf'))
         A = (s / math.sqrt(e)).softmax(-1)                                           # (B,h,P,N)
         r = A.sum(-1, keepdim=True)                                                  # 1 (0 for an image without tokens)
         kv = (A.reshape(B, h * P, N) @ xh).reshape(B, h, P, D) * g + r * b          # A·(xh g + b)
         out = torch.einsum('bhpd,hed->bhpe', kv, self.v.weight.reshape(h, e, D)) + r * self.v.bias.reshape(h, 1, e)
-        return self.o(out.transpose(1, 2).reshape(B, P, D)), A.mean(1)
+        return self.o(out.transpose(1, 2).reshape(B, P, D)), (A.mean(1) if maps else None)
 
 class ACGStep(nn.Module):
     "One prototype update: cross-attention to the pixels, self-attention among prototypes, FFN; residuals and post-norm."
@@ -86,9 +86,9 @@ class ACGStep(nn.Module):
     def forward(self, p, kv):
         u, a = self.cross(p, kv)
         return self.update(p, u), a
-    def factored(self, p, xh, g, b, mask=None):
-        "`forward(p, xh*g + b)` with the cross-attention's `Attention.factored`."
-        u, a = self.cross.factored(p, xh, g, b, mask)
+    def factored(self, p, xh, g, b, mask=None, maps:bool=True):
+        "`forward(p, xh*g + b)` with the cross-attention's `Attention.factored` (prototypes p (1,P,D) shared by all images are projected once)."
+        u, a = self.cross.factored(p, xh, g, b, mask, maps)
         return self.update(p, u), a
 
 # %% ../nbs/07_acg.ipynb #45fdd362
@@ -109,11 +109,13 @@ class ACG(nn.Module):
         self.steps = nn.ModuleList([mk()] * n_steps if share_weights else [mk() for _ in range(n_steps)])
     def concepts(self, x, mask=None):
         "The concepts (B,P,D) of pixel tokens x (B,N,D) and the cross-attention maps of every step (B,S,P,N); `mask` (B,N) marks the real tokens of padded images."
-        xh = F.layer_norm(x, (self.dim,), eps=self.norm_x.eps)          # norm_x without its affine map: the steps fold it in
-        p, maps = self.prototypes.expand(x.shape[0], -1, -1), []
+        return self.refine(F.layer_norm(x, (self.dim,), eps=self.norm_x.eps), mask)   # norm_x without its affine map: the steps fold it in
+    def refine(self, xh, mask=None, maps:bool=True):
+        "`concepts` of tokens already layer-normed without the norm's affine map, xh (B,N,D); without `maps` the maps are None."
+        p, out = self.prototypes[None], []               # (1,P,D): the first step projects the prototypes once for all images
         for step in self.steps:
-            p, a = step.factored(p, xh, self.norm_x.weight, self.norm_x.bias, mask); maps.append(a)
-        return p, torch.stack(maps, 1)
+            p, a = step.factored(p, xh, self.norm_x.weight, self.norm_x.bias, mask, maps); out.append(a)
+        return p.expand(xh.shape[0], -1, -1), (torch.stack(out, 1) if maps else None)
     def assign(self, x, c, attn) -> ACGOut:
         "Cosine similarities, soft and hard assignments of pixel tokens x (B,N,D) to the concepts c (B,P,D)."
         sim = F.normalize(x, dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2)
@@ -175,40 +177,65 @@ def _feature_map(features, i):
     return f
 
 class _Graphs:
-    "Image `i`'s pixel tokens (N,D) and affinity graph (N,N), made from `features[i]` when first asked for and kept while the kept ones fit in `mb` MiB (the features do not change between epochs)."
-    def __init__(self, features, diag:bool=False, mb:float=0, device='cpu'):
-        self.features, self.diag, self.device, self.left, self.kept = features, diag, device, mb * 2**20, {}
+    "Image `i`'s training inputs `(xh, xn, W, d)`: its pixel tokens layer-normed without an affine map (eps `eps`) and scaled to unit length (N,D), its affinity graph (N,N) and the graph's degrees (N,); made from `features[i]` when first asked for and kept while the kept ones fit in `mb` MiB (the features do not change between epochs)."
+    def __init__(self, features, diag:bool=False, mb:float=0, device='cpu', eps:float=1e-5):
+        self.features, self.diag, self.device, self.eps, self.left, self.kept, self.buf = features, diag, device, eps, mb * 2**20, {}, None
     def __call__(self, i):
         hit = self.kept.get(i)
         if hit is not None: return hit
         x = tokens(_feature_map(self.features, i).to(self.device, torch.float32))[0].contiguous()
-        W = affinity(x, self.diag); size = (x.numel() + W.numel()) * 4
-        if size <= self.left: self.kept[i] = x, W; self.left -= size
-        return x, W
+        W = affinity(x, self.diag)
+        t = F.layer_norm(x, x.shape[-1:], eps=self.eps), F.normalize(x, dim=-1), W, W.sum(-1)
+        size = sum(a.numel() for a in t) * 4
+        if size <= self.left: self.kept[i] = t; self.left -= size
+        return t
+    def scratch(self, n):
+        "A float32 buffer of `n` elements, the same memory at every call (one micro-batch's stacked tokens at a time): no new pages for every micro-batch."
+        if self.buf is None or self.buf.numel() < n: self.buf = torch.empty(n, device=self.device)
+        return self.buf[:n]
 
-def _padded_batches(graphs, idx, size):
-    "Micro-batches `(x (B,N,D), mask (B,N) or None, W (B,N,N))` of at most `size` of the images `idx` (tokens and graphs from `graphs`), in order of token count and padded with zeros (masked) to the longest; images without pixels are left out (their modularity is 0)."
-    xs = sorted((t for t in ((i, *graphs(i)) for i in idx.tolist()) if len(t[1])), key=lambda t: len(t[1]))  # stable sort
-    for j in range(0, len(xs), size):
-        chunk = xs[j:j + size]; lens = [len(x) for _, x, _ in chunk]; N, D = lens[-1], chunk[0][1].shape[1]
-        if lens[0] == N: yield torch.stack([x for _, x, _ in chunk]), None, torch.stack([W for *_, W in chunk])
+def _padded_batches(graphs, idx, size, reuse:bool=False):
+    "Micro-batches `(xh (B,N,D), mask (B,N) or None, images)` of at most `size` of the images `idx`, in order of token count: `images` their inputs from `graphs`, `xh` their layer-normed tokens stacked and padded with zeros (masked) to the longest; images without pixels are left out (their modularity is 0). With `reuse`, every `xh` is written into one buffer: each micro-batch must be done with before the next is asked for."
+    ims = sorted((t for t in map(graphs, idx.tolist()) if len(t[0])), key=lambda t: len(t[0]))   # stable sort
+    for j in range(0, len(ims), size):
+        chunk = ims[j:j + size]; lens = [len(t[0]) for t in chunk]; (N, D), B = chunk[-1][0].shape, len(chunk)
+        xh = (graphs.scratch(B * N * D) if reuse else chunk[0][0].new_empty(B * N * D)).view(B, N, D)
+        if lens[0] == N: torch.stack([t[0] for t in chunk], out=xh); yield xh, None, chunk
         else:
-            dev = chunk[0][1].device
-            x, W = torch.zeros(len(chunk), N, D, device=dev), torch.zeros(len(chunk), N, N, device=dev)
-            for k, (_, t, w) in enumerate(chunk): x[k, :len(t)] = t; W[k, :len(t), :len(t)] = w
-            yield x, torch.arange(N, device=dev) < torch.tensor(lens, device=dev)[:, None], W
+            for k, t in enumerate(chunk): xh[k, :len(t[0])] = t[0]; xh[k, len(t[0]):] = 0
+            yield xh, torch.arange(N, device=xh.device) < torch.tensor(lens, device=xh.device)[:, None], chunk
+
+class _Inside(torch.autograd.Function):
+    "tr(S W Sᵀ) for an assignment S (P,N) on a fixed symmetric graph W (N,N) with one product by W: the forward pass keeps SW, and the gradient is 2SW."
+    @staticmethod
+    def forward(ctx, S, W):
+        SW = S @ W; ctx.save_for_backward(SW)
+        return (SW * S).sum()
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g * ctx.saved_tensors[0], None
+
+def _batch_modularity(model, xh, mask, images):
+    "`modularity` (B,) of `model`'s soft assignments of the images of a micro-batch from `_padded_batches`: the concepts of the batch, then each image's assignment (P,N) on its own tokens and graph, one product by the graph, its degrees kept."
+    c = F.normalize(model.refine(xh, mask, maps=False)[0], dim=-1)
+    qs = []
+    for ck, (_, xn, W, d) in zip(c, images):
+        S = (ck @ xn.T / model.tau).softmax(0)                       # softmax(cos/τ) over the concepts, (P,N)
+        two_m = d.sum().clamp_min(1e-12)
+        qs.append((_Inside.apply(S, W) - (S @ d).pow(2).sum() / two_m) / two_m)
+    return torch.stack(qs)
 
 def _epoch(model, opt, features, cfg, epoch, device, graphs=None):
     "One epoch of modularity training on padded micro-batches, tokens and graphs from `graphs` (a `_Graphs`; default: none kept); returns the mean modularity over its images."
-    graphs = _Graphs(features, cfg.diag, 0, device) if graphs is None else graphs
+    graphs = _Graphs(features, cfg.diag, 0, device, model.norm_x.eps) if graphs is None else graphs
     n = len(features)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
     total = 0.
     for s in range(0, n, cfg.batch):
         idx = perm[s:s + cfg.batch]
         opt.zero_grad(set_to_none=True)
-        for x, mask, W in _padded_batches(graphs, idx, cfg.micro_batch):
-            q = modularity(W, model(x, mask).soft)
+        for xh, mask, images in _padded_batches(graphs, idx, cfg.micro_batch, reuse=True):
+            q = _batch_modularity(model, xh, mask, images)
             (-q.sum() / len(idx)).backward()
             total += q.sum().item()
         opt.step()
@@ -244,7 +271,7 @@ def _setup(features, cfg, ckpt):
     dim, device = features[0].shape[0], get_device(cfg.device)
     seed_everything(cfg.seed)
     model = ACG(dim, cfg.n_prototypes, cfg.n_steps, cfg.n_heads, cfg.ffn_mult, cfg.tau, cfg.share_weights).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ('cpu', 'cuda'))
     start, history, key = 0, [], _train_hash(cfg, dim)
     if ckpt is not None and Path(ckpt).exists():
         st = load_dict(ckpt, ('key', 'model', 'opt', 'epoch', 'history'), 'an ACG checkpoint')
@@ -258,7 +285,7 @@ def train_acg(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     "Train an `ACG` on per-image dense features by maximising modularity; returns (model, history of per-epoch mean Q)."
     cfg = cfg or ACGConfig()
     features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
-    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device)
+    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device, model.norm_x.eps)
     for e in range(start, cfg.epochs):
         model.train()
         history.append(_epoch(model, opt, features, cfg, e, device, graphs))

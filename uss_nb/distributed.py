@@ -22,7 +22,7 @@ from .backbones import get_backbone
 from .stego import (StegoConfig, StegoResult, knn_indices, pool_features, _take, _state, _resume, _update,
                           _step_generator, _batch_indices, _partners)
 from .attention_clustering import ABC, _batches
-from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup, _Graphs, _padded_batches
+from .acg import ACGConfig, tokens, modularity, affinity, _micro_batches, _setup, _Graphs, _padded_batches, _batch_modularity
 
 
 # %% ../nbs/18_distributed.ipynb #18cb3020
@@ -286,14 +286,14 @@ class ABCDist(ABC):
 def _acg_epoch(model, opt, features, cfg, epoch, device, graphs=None):
     "`uss_nb.acg._epoch` with each batch's images split over the ranks and the gradients summed across them."
     rank, world = rank_world(); n = len(features)
-    graphs = _Graphs(features, cfg.diag, 0, device) if graphs is None else graphs
+    graphs = _Graphs(features, cfg.diag, 0, device, model.norm_x.eps) if graphs is None else graphs
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
     total = torch.zeros((), dtype=torch.float64, device=device)
     for s in range(0, n, cfg.batch):
         idx = perm[s:s + cfg.batch]; rows, _ = _rows(len(idx), rank, world)
         opt.zero_grad(set_to_none=False)
-        for x, mask, W in _padded_batches(graphs, idx[rows], cfg.micro_batch):
-            q = modularity(W, model(x, mask).soft)
+        for xh, mask, images in _padded_batches(graphs, idx[rows], cfg.micro_batch, reuse=True):
+            q = _batch_modularity(model, xh, mask, images)
             (-q.sum() / len(idx)).backward(); total += q.detach().sum()
         if world > 1:
             for p in model.parameters():
@@ -308,7 +308,7 @@ def train_acg_dist(features, cfg:ACGConfig=None, ckpt=None, verbose:bool=False):
     rank, world = rank_world()
     cfg = cfg or ACGConfig()
     features, device, model, opt, start, history, key = _setup(features, cfg, ckpt)
-    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device)
+    graphs = _Graphs(features, cfg.diag, cfg.cache_mb, device, model.norm_x.eps)
     for e in range(start, cfg.epochs):
         model.train(); history.append(_acg_epoch(model, opt, features, cfg, e, device, graphs))
         if verbose and rank == 0: print(f'epoch {e + 1}/{cfg.epochs}  modularity {history[-1]:.4f}  ({world} ranks)')
