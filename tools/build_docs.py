@@ -61,6 +61,9 @@ def process(names=None, jobs=1, force=False, quiet=False):
     if names: srcs = [p for p in srcs if p.stem in names or p.name in names]
     todo = [p for p in srcs if force or stored_key(proc/p.name) != nb_key(p, lib)]
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(cfg.config_path), os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep)}
+    # notebooks run side by side share the cores: each gets cores // jobs threads, since more threads than cores make
+    # torch's and BLAS's parallel regions wait on one another (an OMP_NUM_THREADS already set is kept)
+    env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
     def run(p):
         t = time.time()
         r = subprocess.run([sys.executable, str(EXEC), str(p), str(proc/p.name), nb_key(p, lib)], env=env, capture_output=True, text=True)
